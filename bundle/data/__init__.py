@@ -1,0 +1,1 @@
+"""Data utilities for the MUNet bundle (synthetic demo data, loaders, transforms)."""

@@ -1,0 +1,113 @@
+"""MUNet's multi-task loss (paper eq. 3): focal loss for the class + lambda * sum of branch Dice losses.
+
+    L = L_cls + lambda * sum_k (1 - Dice(sigmoid(v_k), v resized to v_k's size)),   lambda = 0.25
+
+``L_cls`` is MONAI's softmax ``FocalLoss`` (alpha, gamma configurable; alpha may be per-class
+weights for cost-sensitive learning) and each Dice term is MONAI's ``DiceLoss``. A sample whose
+class label is missing (negative, as ``prepare_batch`` fills in when MONAI Label sends only image
+and mask) adds no classification term. The class head then still gets a zero-valued term so its
+parameters stay in the graph (DDP would otherwise fail on unused parameters).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceLoss, FocalLoss
+from torch import nn
+
+from .networks.munet import BRANCH_PREFIX, CLASS_KEY
+
+__all__ = ["MUNetLoss", "MISSING_CLASS", "branch_logits"]
+
+#: Class value meaning "no class label for this sample".
+MISSING_CLASS = -1
+
+
+def branch_logits(outputs: Mapping[str, torch.Tensor]) -> List[torch.Tensor]:
+    """The branch mask logits of a network output dict, in output order (coarse to fine)."""
+    return [value for key, value in outputs.items() if key.startswith(BRANCH_PREFIX)]
+
+
+class MUNetLoss(nn.Module):
+    """Focal loss on the class logits plus ``lambda_dice`` times the sum of the branches' Dice losses.
+
+    Args:
+        lambda_dice: the paper's lambda (0.25).
+        focal_gamma: focusing parameter gamma of the focal loss.
+        focal_alpha: None, a float (weight of the malignant class, benign gets 1 - alpha) or one
+            weight per class (cost-sensitive learning).
+        target_resize: how the target mask is brought to each branch's size: ``"area"`` (soft
+            targets, no aliasing of thin lesions) or ``"nearest"`` (binary targets).
+        class_weight_in_loss: multiply the class term by this (0 trains segmentation only).
+    """
+
+    def __init__(
+        self,
+        lambda_dice: float = 0.25,
+        focal_gamma: float = 2.0,
+        focal_alpha: Optional[Union[float, Sequence[float]]] = None,
+        target_resize: str = "area",
+        class_weight_in_loss: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if target_resize not in ("area", "nearest"):
+            raise ValueError(f"target_resize must be 'area' or 'nearest', got {target_resize!r}")
+        alpha = list(focal_alpha) if isinstance(focal_alpha, (list, tuple)) else focal_alpha
+        self.focal = FocalLoss(to_onehot_y=True, use_softmax=True, gamma=focal_gamma, alpha=alpha, reduction="none")
+        self.dice = DiceLoss(sigmoid=True, reduction="none")
+        self.lambda_dice = lambda_dice
+        self.target_resize = target_resize
+        self.class_weight_in_loss = class_weight_in_loss
+
+    def forward(
+        self, outputs: Mapping[str, torch.Tensor], target: Union[Mapping[str, torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """Total loss; ``target`` is ``{"mask": [B,1,H,W], "class": [B] or [B,1]}`` or the mask alone."""
+        return self.components(outputs, target)["loss"]
+
+    def components(
+        self, outputs: Mapping[str, torch.Tensor], target: Union[Mapping[str, torch.Tensor], torch.Tensor]
+    ) -> Dict[str, torch.Tensor]:
+        """The total loss and its parts: ``loss``, ``class_loss``, ``dice_loss`` and one per branch."""
+        if isinstance(target, torch.Tensor):
+            mask, labels = target, None
+        else:
+            mask, labels = target["mask"], target.get("class")
+        mask = mask.float()
+        parts: Dict[str, torch.Tensor] = {}
+        dice_total = mask.new_zeros(())
+        for key, logits in ((k, v) for k, v in outputs.items() if k.startswith(BRANCH_PREFIX)):
+            resized = self._resize_target(mask, logits.shape[-2:])
+            branch = self.dice(logits, resized).mean()
+            parts[f"dice_loss_{key}"] = branch.detach()
+            dice_total = dice_total + branch
+        if not parts:
+            raise ValueError(f"network outputs have no branch masks (keys starting with {BRANCH_PREFIX!r})")
+        class_loss = self._class_loss(outputs[CLASS_KEY], labels)
+        parts["class_loss"] = class_loss.detach()
+        parts["dice_loss"] = dice_total.detach()
+        parts["loss"] = self.class_weight_in_loss * class_loss + self.lambda_dice * dice_total
+        return parts
+
+    def _resize_target(self, mask: torch.Tensor, size: torch.Size) -> torch.Tensor:
+        if tuple(mask.shape[-2:]) == tuple(size):
+            return mask
+        return F.interpolate(mask, size=list(size), mode=self.target_resize)
+
+    def _class_loss(self, logits: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
+        zero = logits.sum() * 0.0  # keeps the class head in the graph when no sample has a label
+        if labels is None:
+            return zero
+        labels = labels.reshape(-1).to(device=logits.device).long()
+        if labels.numel() != logits.shape[0]:
+            raise ValueError(f"{labels.numel()} class labels for a batch of {logits.shape[0]}")
+        known = labels >= 0
+        if bool((labels >= logits.shape[1]).any()):
+            raise ValueError(f"class label out of range 0..{logits.shape[1] - 1}: {labels.tolist()}")
+        if not bool(known.any()):
+            return zero
+        per_sample = self.focal(logits[known], labels[known].unsqueeze(1)).sum(dim=1)
+        return per_sample.mean() + zero

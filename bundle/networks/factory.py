@@ -1,0 +1,34 @@
+"""One factory so that configs pick the architecture by name: ``munet`` or the ``unet`` baseline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .inference import MUNetInference, UNetBaselineInference
+from .munet import MUNet
+from .unet_baseline import UNetBaseline
+
+__all__ = ["ARCHITECTURES", "build_network"]
+
+#: arch name -> (training network returning a dict, inference network returning the mask tensor)
+ARCHITECTURES = {"munet": (MUNet, MUNetInference), "unet": (UNetBaseline, UNetBaselineInference)}
+
+_UNET_ARGS = {"in_channels", "num_classes", "base_channels", "norm", "dropout"}
+
+
+def build_network(arch: str = "munet", output: str = "dict", **kwargs: Any) -> nn.Module:
+    """Build ``arch`` ("munet" or "unet") returning a dict (``output="dict"``) or the mask (``"mask"``).
+
+    MUNet-only arguments (backbone, fusion, decoder_channels, ...) are ignored for the U-Net
+    baseline, so one config can switch architecture with a single value.
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
+    if output not in ("dict", "mask"):
+        raise ValueError(f"output must be 'dict' or 'mask', got {output!r}")
+    cls = ARCHITECTURES[arch][0 if output == "dict" else 1]
+    if arch == "unet":
+        kwargs = {k: v for k, v in kwargs.items() if k in _UNET_ARGS}
+    return cls(**kwargs)

@@ -1,0 +1,45 @@
+"""Input checks shared by every network of the bundle."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["SIZE_MULTIPLE", "check_input"]
+
+#: Height and width must be multiples of this (the encoder downsamples five times by 2).
+SIZE_MULTIPLE = 32
+
+
+def check_input(x: torch.Tensor, in_channels: int, multiple: int = 32) -> None:
+    """Raise a clear ``ValueError`` for an input the networks cannot take.
+
+    The bundle's transforms pad every image to a multiple of 32 (``DivisiblePadd``); a caller that
+    feeds the network directly must do the same.
+    """
+    if x.dim() != 4:
+        raise ValueError(
+            "MUNet expects a batch of 2D images shaped [B, C, H, W], got a tensor with shape "
+            + str(list(x.shape))
+        )
+    if x.shape[1] != in_channels:
+        raise ValueError(
+            "MUNet was built with in_channels="
+            + str(in_channels)
+            + " but the input has "
+            + str(x.shape[1])
+            + " channels: convert colour images to grayscale (bundle transforms do) or build the "
+            + "network with the matching in_channels"
+        )
+    h = x.shape[2]
+    w = x.shape[3]
+    if h % multiple != 0 or w % multiple != 0:
+        raise ValueError(
+            "MUNet needs height and width that are multiples of "
+            + str(multiple)
+            + ", got "
+            + str(h)
+            + "x"
+            + str(w)
+            + ": pad the image first (e.g. monai.transforms.DivisiblePad(k)); the bundle's "
+            + "preprocessing does this and crops predictions back"
+        )

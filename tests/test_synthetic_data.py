@@ -1,0 +1,168 @@
+"""Tests of the synthetic ultrasound generator (bundle/data/synthetic.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage as ndi
+
+_REPO_ROOT = str(Path(__file__).resolve().parents[1])
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+from bundle.data.synthetic import generate_demo_dataset, make_case  # noqa: E402
+
+SMALL = {"n_train": 6, "n_val": 3, "n_test": 3, "min_size": 128, "max_size": 160}
+
+
+def _all_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("synthetic")
+    datalist = generate_demo_dataset(str(out), n_train=10, n_val=5, n_test=5, min_size=128, max_size=160, seed=1)
+    return out, datalist
+
+
+@pytest.fixture(scope="module")
+def cases() -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """60 small cases (30 benign, 30 malignant) drawn directly with make_case."""
+    out = []
+    for i in range(60):
+        rng = np.random.default_rng([2024, i])
+        h, w = int(rng.integers(128, 161)), int(rng.integers(128, 161))
+        label = i % 2
+        img, mask = make_case(rng, h, w, malignant=bool(label))
+        out.append((label, img, mask))
+    return out
+
+
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    return int(ys.min()), int(ys.max()), int(xs.min()), int(xs.max())
+
+
+def test_make_case_types_and_mask() -> None:
+    rng = np.random.default_rng(0)
+    for malignant in (False, True):
+        img, mask = make_case(rng, 141, 157, malignant)
+        assert img.shape == (141, 157) and mask.shape == (141, 157)
+        assert img.dtype == np.uint8 and mask.dtype == np.uint8
+        assert set(np.unique(mask).tolist()) == {0, 1}
+        assert 0 < mask.sum() < mask.size
+        assert img.std() > 10  # not a flat image
+
+
+def test_determinism(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    generate_demo_dataset(str(a), seed=5, **SMALL)
+    generate_demo_dataset(str(b), seed=5, **SMALL)
+    generate_demo_dataset(str(c), seed=6, **SMALL)
+    files_a, files_b, files_c = _all_bytes(a), _all_bytes(b), _all_bytes(c)
+    assert len(files_a) == 2 * 12 + 1
+    assert files_a == files_b
+    diff = [k for k in files_a if k.startswith("images/") and files_a[k] != files_c.get(k)]
+    assert len(diff) == 12
+
+
+def test_datalist_structure(dataset: tuple[Path, dict]) -> None:
+    out, datalist = dataset
+    on_disk = json.loads((out / "datalist.json").read_text())
+    assert on_disk == datalist
+    assert datalist["labels"] == {"0": "background", "1": "lesion"}
+    assert datalist["classes"] == {"0": "benign", "1": "malignant"}
+    assert isinstance(datalist["name"], str) and isinstance(datalist["description"], str)
+    expected = {"training": 10, "validation": 5, "test": 5}
+    seen: set[str] = set()
+    sizes = set()
+    for split, n in expected.items():
+        entries = datalist[split]
+        assert len(entries) == n
+        assert sum(e["class"] for e in entries) == round(n * 0.4)
+        for e in entries:
+            assert set(e) == {"image", "label", "class"}
+            assert e["class"] in (0, 1)
+            for key in ("image", "label"):
+                assert not os.path.isabs(e[key])
+                assert (out / e[key]).is_file()
+            assert e["image"] not in seen
+            seen.add(e["image"])
+            img = Image.open(out / e["image"])
+            msk = Image.open(out / e["label"])
+            assert img.mode == "L" and msk.mode == "L"
+            assert img.size == msk.size
+            w, h = img.size
+            assert 128 <= w <= 160 and 128 <= h <= 160
+            sizes.add((h, w))
+            m = np.asarray(msk)
+            assert set(np.unique(m).tolist()) == {0, 255}
+    assert len(sizes) > 1  # varied, non-square sizes
+    assert any(h != w for h, w in sizes)
+
+
+def test_lesion_is_darker(cases: list) -> None:
+    diffs = []
+    for _, img, mask in cases:
+        m = mask.astype(bool)
+        ring = ndi.binary_dilation(m, iterations=5) & ~m
+        diffs.append(img[ring].mean() - img[m].mean())
+    diffs = np.array(diffs)
+    assert (diffs > 0).mean() >= 0.95
+    assert diffs.mean() > 20
+
+
+def test_orientation(cases: list) -> None:
+    ratios = {0: [], 1: []}
+    for label, _, mask in cases[:40]:
+        y0, y1, x0, x1 = _bbox(mask)
+        ratios[label].append((x1 - x0 + 1) / (y1 - y0 + 1))  # width / height
+    assert np.mean(ratios[0]) > 1.15  # benign: wider than tall
+    assert np.mean(ratios[1]) < 0.95  # malignant: taller than wide
+
+
+def _posterior_ratio(img: np.ndarray, mask: np.ndarray) -> float:
+    """Mean intensity in the column below the lesion / mean at the same depth beside it."""
+    y0, y1, x0, x1 = _bbox(mask)
+    h, w = y1 - y0 + 1, x1 - x0 + 1
+    r0, r1 = min(y1 + 2, img.shape[0] - 1), min(y1 + 2 + h, img.shape[0])
+    below = img[r0:r1, x0 + w // 4 : x1 - w // 4 + 1].astype(float)
+    side = np.ones(img.shape[1], bool)
+    side[max(0, x0 - 3) : x1 + 4] = False
+    lateral = img[r0:r1][:, side].astype(float)
+    return float(below.mean() / max(lateral.mean(), 1.0))
+
+
+def test_malignant_shadowing(cases: list) -> None:
+    ratios = {0: [], 1: []}
+    for label, img, mask in cases:
+        ratios[label].append(_posterior_ratio(img, mask))
+    assert np.mean(ratios[1]) < np.mean(ratios[0]) - 0.1
+    assert np.mean(ratios[1]) < 0.95  # darker below malignant lesions than beside them
+
+
+def test_single_feature_is_informative_but_not_perfect(cases: list) -> None:
+    labels = np.array([c[0] for c in cases])
+    feature = []
+    for _, _, mask in cases:
+        y0, y1, x0, x1 = _bbox(mask)
+        feature.append(np.log((y1 - y0 + 1) / (x1 - x0 + 1)))  # log(height / width)
+    feature = np.array(feature)
+    best = max(((feature > t) == labels).mean() for t in np.unique(feature))
+    assert 0.7 < best < 1.0
+
+
+def test_invalid_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        generate_demo_dataset(str(tmp_path), min_size=200, max_size=100)
+    with pytest.raises(ValueError):
+        generate_demo_dataset(str(tmp_path), malignant_fraction=1.5)
+    with pytest.raises(ValueError):
+        make_case(np.random.default_rng(0), 16, 64, True)
