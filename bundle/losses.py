@@ -61,12 +61,18 @@ class MUNetLoss(nn.Module):
         self.lambda_dice = lambda_dice
         self.target_resize = target_resize
         self.class_weight_in_loss = class_weight_in_loss
+        self.last_components: Dict[str, torch.Tensor] = {}
 
     def forward(
         self, outputs: Mapping[str, torch.Tensor], target: Union[Mapping[str, torch.Tensor], torch.Tensor]
     ) -> torch.Tensor:
-        """Total loss; ``target`` is ``{"mask": [B,1,H,W], "class": [B] or [B,1]}`` or the mask alone."""
-        return self.components(outputs, target)["loss"]
+        """Total loss; ``target`` is ``{"mask": [B,1,H,W], "class": [B] or [B,1]}`` or the mask alone.
+
+        The parts of the last call stay in ``last_components`` (detached) for progress logging.
+        """
+        parts = self.components(outputs, target)
+        self.last_components = {k: v.detach() for k, v in parts.items() if k != "loss"}
+        return parts["loss"]
 
     def components(
         self, outputs: Mapping[str, torch.Tensor], target: Union[Mapping[str, torch.Tensor], torch.Tensor]

@@ -21,7 +21,8 @@ def default_decoder_channels(encoder_channels: Sequence[int], paper_encoder: boo
 
     With the paper encoder, each stage halves the channels, so its widths are C4..C1's
     (512, 256, 128, 64 at full width): the literal paper decoder. Behind a timm backbone the literal
-    rule would start from C5/2 (1024 for ResNet-50) and cost about 5x a standard U-Net decoder, so
+    rule would start from C5/2 (1024 for ResNet-50) and cost 8.6x the FLOPs of the standard decoder
+    (94 vs 11 GFLOPs at 256x256, docs/architecture.md), so
     the default there is the standard (256, 128, 64, 32); ``decoder_channels="literal"`` restores it.
     """
     if paper_encoder:
@@ -95,7 +96,7 @@ def resolve_decoder_channels(
         return literal_decoder_channels(encoder_channels)
     if decoder_channels == "standard":
         return list(STANDARD_DECODER_CHANNELS)
-    if isinstance(decoder_channels, str) or len(decoder_channels) != 4:
+    if isinstance(decoder_channels, (str, int)) or len(decoder_channels) != 4:
         raise ValueError(
             f"decoder_channels must be None, 'literal', 'standard' or four ints, got {decoder_channels!r}"
         )

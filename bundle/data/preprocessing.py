@@ -1,0 +1,108 @@
+"""The one definition of the bundle's deterministic preprocessing chain.
+
+train.json, evaluate.json, inference.json and the MONAI Label app all build their chain by
+calling :func:`deterministic_transforms`, so reading, colour handling, intensity scaling, resizing
+and padding cannot drift apart between training and inference.
+
+Array convention: every image and mask is (C, rows, columns), i.e. the orientation numpy, PIL and
+pydicom use. MONAI's PNG reader would return (columns, rows) by default and its DICOM reader
+swaps too; the readers are pinned and configured here so that a PNG mask and a DICOM or NIfTI
+image line up.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+from monai.data import NibabelReader, PILReader, PydicomReader
+from monai.transforms import (
+    CopyItemsd,
+    DivisiblePadd,
+    EnsureChannelFirstd,
+    EnsureTyped,
+    LoadImaged,
+    MapTransform,
+    Resized,
+    ScaleIntensityd,
+    SpatialPadd,
+)
+
+from .transforms import BinarizeMaskd, EnsureClassd, ToGrayscaled
+
+__all__ = ["SIZE_MULTIPLE", "ORIGINAL_LABEL_KEY", "pinned_readers", "deterministic_transforms"]
+
+SIZE_MULTIPLE = 32
+#: Key of the untouched (original size) mask kept for evaluation.
+ORIGINAL_LABEL_KEY = "label_orig"
+
+
+def pinned_readers() -> list:
+    """Readers for LoadImaged, tried last to first: PNG/JPEG (PIL), NIfTI (nibabel), then DICOM.
+
+    Pinning them keeps the choice stable when ITK is installed (MONAI would otherwise prefer
+    ITKReader, which returns other axes) and gives every format the (rows, columns) orientation.
+    """
+    return [PydicomReader(swap_ij=False), NibabelReader(), PILReader(reverse_indexing=False)]
+
+
+def deterministic_transforms(
+    image_key: str = "image",
+    label_key: Optional[str] = "label",
+    class_key: Optional[str] = "class",
+    image_size: Optional[int] = 256,
+    pad_to_square: bool = False,
+    keep_original_label: bool = False,
+    in_channels: int = 1,
+    num_classes: int = 2,
+) -> List[MapTransform]:
+    """The deterministic chain: load, channel first, gray, 0/1 mask, class, scale, resize, pad.
+
+    Args:
+        image_key, label_key, class_key: datalist keys (``label_key``/``class_key`` None or absent
+            in a sample for inference).
+        image_size: longest side after resizing (aspect ratio kept, so a "taller than wide"
+            lesion stays so); None keeps the native size.
+        pad_to_square: pad to ``image_size`` x ``image_size`` (training batches need one size);
+            otherwise pad each side up to a multiple of 32 (predictions are cropped back by
+            ``Invertd``).
+        keep_original_label: keep a copy of the mask at its original size under ``label_orig``
+            so that evaluation compares with the file, not with a resampled mask.
+        in_channels: 1 converts colour images to gray, 3 keeps them.
+        num_classes: valid class values are 0..num_classes-1.
+    """
+    if image_size is not None and image_size % SIZE_MULTIPLE:
+        raise ValueError(f"image_size must be a multiple of {SIZE_MULTIPLE}, got {image_size}")
+    if pad_to_square and image_size is None:
+        raise ValueError("pad_to_square needs an image_size")
+    spatial = [image_key] + ([label_key] if label_key else [])
+    chain: List[MapTransform] = [
+        LoadImaged(keys=spatial, reader=pinned_readers(), image_only=True, allow_missing_keys=True),
+        EnsureChannelFirstd(keys=spatial, allow_missing_keys=True),
+    ]
+    if in_channels == 1:
+        chain.append(ToGrayscaled(keys=image_key))
+    if label_key:
+        chain.append(BinarizeMaskd(keys=label_key, allow_missing_keys=True))
+        if keep_original_label:
+            chain.append(CopyItemsd(keys=label_key, names=ORIGINAL_LABEL_KEY, allow_missing_keys=True))
+    if class_key:
+        chain.append(EnsureClassd(keys=class_key, num_classes=num_classes, image_key=image_key))
+    chain.append(ScaleIntensityd(keys=image_key, minv=0.0, maxv=1.0))
+    modes: Sequence[str] = ["bilinear", "nearest"][: len(spatial)]
+    if image_size is not None:
+        chain.append(
+            Resized(
+                keys=spatial,
+                spatial_size=image_size,
+                size_mode="longest",
+                mode=modes,
+                anti_aliasing=[True, False][: len(spatial)],
+                allow_missing_keys=True,
+            )
+        )
+    if pad_to_square:
+        chain.append(SpatialPadd(keys=spatial, spatial_size=[image_size, image_size], allow_missing_keys=True))
+    else:
+        chain.append(DivisiblePadd(keys=spatial, k=SIZE_MULTIPLE, allow_missing_keys=True))
+    chain.append(EnsureTyped(keys=spatial, dtype="float32", allow_missing_keys=True))
+    return chain

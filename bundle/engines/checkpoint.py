@@ -1,0 +1,81 @@
+"""Checkpoints that a kill during a save cannot break: temp file in the same folder, then rename."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import torch
+from ignite.handlers import DiskSaver
+from monai.handlers import CheckpointSaver
+
+__all__ = ["AtomicDiskSaver", "AtomicCheckpointSaver", "atomic_torch_save"]
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temp file beside ``path``, fsync, then ``os.replace`` onto ``path``.
+
+    ``os.replace`` is atomic on POSIX and Windows, so readers see the old file or the new one,
+    never a half-written one. The file gets the usual 0o644-minus-umask permissions (ignite's own
+    atomic mode leaves temp files 0o600, which is why MONAI turns it off).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            torch.save(obj, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o644 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+class AtomicDiskSaver(DiskSaver):
+    """An Ignite save handler writing through :func:`atomic_torch_save`, optionally to a fixed name.
+
+    With a fixed filename ``remove`` does nothing: Ignite removes the old checkpoint before writing
+    the new one, which with one fixed name would leave a moment with no checkpoint at all; the
+    atomic replace overwrites it instead.
+    """
+
+    def __init__(self, dirname: str, filename: Optional[str] = None) -> None:
+        super().__init__(dirname=dirname, require_empty=False, atomic=False, create_dir=True)
+        self.filename = filename
+
+    def __call__(self, checkpoint: Mapping, filename: str, metadata: Optional[Mapping] = None) -> None:
+        atomic_torch_save(checkpoint, Path(self.dirname) / (self.filename or filename))
+
+    def remove(self, filename: str) -> None:
+        if self.filename is None:
+            super().remove(filename)
+
+
+class AtomicCheckpointSaver(CheckpointSaver):
+    """MONAI's ``CheckpointSaver`` with atomic writes, and a fixed name for the interval checkpoint.
+
+    Args:
+        last_filename: fixed file name of the interval ("last state") checkpoint, e.g.
+            ``checkpoint_last.pt``; requires ``n_saved=1``. Other arguments are MONAI's.
+    """
+
+    def __init__(self, *args: Any, last_filename: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if last_filename is not None and kwargs.get("n_saved", 1) not in (None, 1):
+            raise ValueError("a fixed last_filename keeps exactly one checkpoint: use n_saved=1")
+        key_metric_filename = kwargs.get("key_metric_filename")
+        for checkpoint, fixed in (
+            (self._final_checkpoint, self._final_filename),
+            (self._key_metric_checkpoint, key_metric_filename),
+            (self._interval_checkpoint, last_filename),
+        ):
+            if checkpoint is not None:
+                checkpoint.save_handler = AtomicDiskSaver(self.save_dir, fixed)
