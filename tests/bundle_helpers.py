@@ -1,0 +1,60 @@
+"""Helpers shared by the workflow tests: tiny generated datasets and bundle command runners."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+from bundle.data.synthetic import generate_demo_dataset
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = REPO_ROOT / "configs"
+META = str(CONFIGS / "metadata.json")
+LOGGING = str(CONFIGS / "logging.conf")
+TRAIN = str(CONFIGS / "train.json")
+EVALUATE = str(CONFIGS / "evaluate.json")
+INFERENCE = str(CONFIGS / "inference.json")
+
+#: small enough for a 2-core CPU: 64 px images, 8-wide encoder
+TINY = {"image_size": 64, "base_channels": 8, "batch_size": 4, "num_workers": 0}
+
+
+def make_tiny_dataset(root: Path, n_train: int = 8, n_val: int = 4, n_test: int = 4, seed: int = 0) -> Path:
+    """Write a small synthetic dataset under ``root/data`` (images 60-100 px) and return its folder."""
+    data = root / "data"
+    generate_demo_dataset(str(data), n_train=n_train, n_val=n_val, n_test=n_test, min_size=60, max_size=100, seed=seed)
+    return data
+
+
+def overrides(bundle_root: Path, dataset_dir: Path, **extra: object) -> Dict[str, object]:
+    """Config overrides pointing the bundle at a tmp root and dataset, at tiny sizes."""
+    values: Dict[str, object] = {"bundle_root": str(bundle_root), "dataset_dir": str(dataset_dir), **TINY}
+    values.update(extra)
+    return values
+
+
+def cli_args(values: Dict[str, object]) -> List[str]:
+    """``--key value`` pairs for ``python -m monai.bundle``."""
+    args: List[str] = []
+    for key, value in values.items():
+        args += [f"--{key}", str(value)]
+    return args
+
+
+def run_bundle(args: Sequence[str], timeout: float = 600, env: Dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m monai.bundle <args>`` from the repo root; raises with the output on failure."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args],
+        cwd=REPO_ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"monai.bundle {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
