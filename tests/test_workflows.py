@@ -38,7 +38,7 @@ def test_training_writes_best_model_and_resumable_last_state(trained):
     root, _ = trained
     assert (root / "models" / "model.pt").is_file()
     last = torch.load(root / "models" / "checkpoint_last.pt", weights_only=True)
-    assert set(last) == {"model", "optimizer", "lr_scheduler", "trainer"}
+    assert set(last) == {"model", "optimizer", "lr_scheduler", "trainer", "rng", "best_checkpoint", "early_stopping"}
     trainer = last["trainer"]  # Ignite keeps the iteration; the epoch is iteration / epoch_length
     assert trainer["iteration"] == 2 * trainer["epoch_length"] and trainer["max_epochs"] == 2
     # the best model holds exactly the network's weights
@@ -134,7 +134,7 @@ def test_inference_config_builds_the_network_that_training_trains():
     """inference.json stands alone, so its network and preprocessing values must equal train.json's."""
     train = json.loads(Path(TRAIN).read_text())
     infer = json.loads(Path(INFERENCE).read_text())
-    for key in ("arch", "backbone", "base_channels", "decoder_channels", "fusion", "in_channels", "num_classes", "image_size", "class_names"):
+    for key in ("arch", "backbone", "base_channels", "decoder_channels", "fusion", "in_channels", "num_classes", "image_size", "class_names", "dicom_frame", "crop_to_us_region"):
         assert infer[key] == train[key], key
     shared = {k: v for k, v in train["network_def"].items() if k not in ("output", "pretrained", "pretrained_sha256")}
     assert {k: v for k, v in infer["network_def"].items() if k != "output"} == shared

@@ -6,43 +6,34 @@ and padding cannot drift apart between training and inference.
 
 Array convention: every image and mask is (C, rows, columns), i.e. the orientation numpy, PIL and
 pydicom use. MONAI's PNG reader would return (columns, rows) by default and its DICOM reader
-swaps too; the readers are pinned and configured here so that a PNG mask and a DICOM or NIfTI
-image line up.
+swaps too; ``LoadUltrasoundd`` pins one reader per file type so that a PNG mask and a DICOM or
+NIfTI image line up.
 """
 
 from __future__ import annotations
 
 from typing import List, Optional, Sequence
 
-from monai.data import NibabelReader, PILReader, PydicomReader
 from monai.transforms import (
     CopyItemsd,
     DivisiblePadd,
     EnsureChannelFirstd,
     EnsureTyped,
-    LoadImaged,
     MapTransform,
     Resized,
     ScaleIntensityd,
     SpatialPadd,
 )
 
+from .loading import LoadUltrasoundd
 from .transforms import BinarizeMaskd, EnsureClassd, ToGrayscaled
+from .ultrasound import UltrasoundRegionCropd
 
-__all__ = ["SIZE_MULTIPLE", "ORIGINAL_LABEL_KEY", "pinned_readers", "deterministic_transforms"]
+__all__ = ["SIZE_MULTIPLE", "ORIGINAL_LABEL_KEY", "deterministic_transforms"]
 
 SIZE_MULTIPLE = 32
 #: Key of the untouched (original size) mask kept for evaluation.
 ORIGINAL_LABEL_KEY = "label_orig"
-
-
-def pinned_readers() -> list:
-    """Readers for LoadImaged, tried last to first: PNG/JPEG (PIL), NIfTI (nibabel), then DICOM.
-
-    Pinning them keeps the choice stable when ITK is installed (MONAI would otherwise prefer
-    ITKReader, which returns other axes) and gives every format the (rows, columns) orientation.
-    """
-    return [PydicomReader(swap_ij=False), NibabelReader(), PILReader(reverse_indexing=False)]
 
 
 def deterministic_transforms(
@@ -54,6 +45,8 @@ def deterministic_transforms(
     keep_original_label: bool = False,
     in_channels: int = 1,
     num_classes: int = 2,
+    dicom_frame: Optional[int] = None,
+    crop_to_us_region: bool = False,
 ) -> List[MapTransform]:
     """The deterministic chain: load, channel first, gray, 0/1 mask, class, scale, resize, pad.
 
@@ -69,6 +62,9 @@ def deterministic_transforms(
             so that evaluation compares with the file, not with a resampled mask.
         in_channels: 1 converts colour images to gray, 3 keeps them.
         num_classes: valid class values are 0..num_classes-1.
+        dicom_frame: frame taken from multi-frame DICOM files (required for them).
+        crop_to_us_region: crop image and mask to the DICOM's ultrasound region (burnt-in text
+            and calipers removed); ``Invertd`` pads predictions back to the full frame.
     """
     if image_size is not None and image_size % SIZE_MULTIPLE:
         raise ValueError(f"image_size must be a multiple of {SIZE_MULTIPLE}, got {image_size}")
@@ -76,15 +72,17 @@ def deterministic_transforms(
         raise ValueError("pad_to_square needs an image_size")
     spatial = [image_key] + ([label_key] if label_key else [])
     chain: List[MapTransform] = [
-        LoadImaged(keys=spatial, reader=pinned_readers(), image_only=True, allow_missing_keys=True),
+        LoadUltrasoundd(keys=spatial, dicom_frame=dicom_frame),
         EnsureChannelFirstd(keys=spatial, allow_missing_keys=True),
     ]
-    if in_channels == 1:
-        chain.append(ToGrayscaled(keys=image_key))
     if label_key:
         chain.append(BinarizeMaskd(keys=label_key, allow_missing_keys=True))
         if keep_original_label:
             chain.append(CopyItemsd(keys=label_key, names=ORIGINAL_LABEL_KEY, allow_missing_keys=True))
+    if crop_to_us_region:
+        chain.append(UltrasoundRegionCropd(keys=spatial, image_key=image_key))
+    if in_channels == 1:
+        chain.append(ToGrayscaled(keys=image_key))
     if class_key:
         chain.append(EnsureClassd(keys=class_key, num_classes=num_classes, image_key=image_key))
     chain.append(ScaleIntensityd(keys=image_key, minv=0.0, maxv=1.0))

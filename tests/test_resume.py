@@ -1,0 +1,92 @@
+"""A training killed with SIGKILL mid-epoch resumes from its last completed epoch and finishes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from bundle_helpers import LOGGING, META, REPO_ROOT, TRAIN, cli_args, make_tiny_dataset, overrides, run_bundle
+
+
+def _train_command(values) -> list:
+    return [sys.executable, "-m", "monai.bundle", "run", "training", "--meta_file", META, "--config_file", TRAIN,
+            "--logging_file", LOGGING, *cli_args(values)]
+
+
+def test_sigkill_mid_epoch_then_resume_reaches_the_requested_epochs(tmp_path):
+    data = make_tiny_dataset(tmp_path, n_train=16, n_val=2, n_test=2)
+    values = overrides(tmp_path, data, max_epochs=6, batch_size=2)
+    log_path = tmp_path / "first_run.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(_train_command(values), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        deadline = time.time() + 300
+        while "epoch 2/6" not in log_path.read_text():
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            assert time.time() < deadline, "training did not reach epoch 2 in time"
+            time.sleep(0.2)
+        time.sleep(0.5)  # inside epoch 3
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    first = log_path.read_text()
+    assert "epoch 6/6" not in first
+
+    killed_state = torch.load(tmp_path / "models" / "checkpoint_last.pt", weights_only=True)
+    epoch_length = killed_state["trainer"]["epoch_length"]
+    completed = killed_state["trainer"]["iteration"] // epoch_length
+    assert 2 <= completed < 6
+
+    result = run_bundle(["run", "training", "--meta_file", META, "--config_file", TRAIN, "--logging_file", LOGGING,
+                         *cli_args({**values, "resume": True})])
+    output = result.stdout + result.stderr
+    assert f"resuming from {tmp_path / 'models' / 'checkpoint_last.pt'} after epoch {completed} of 6" in output
+    assert f"training from epoch {completed + 1} to 6" in output
+    assert "epoch 6/6" in output
+    final = torch.load(tmp_path / "models" / "checkpoint_last.pt", weights_only=True)
+    assert final["trainer"]["iteration"] == 6 * epoch_length
+    assert (tmp_path / "models" / "model.pt").is_file()
+    # no temporary files left behind by the atomic writes
+    assert not [p for p in (tmp_path / "models").iterdir() if p.name.endswith(".tmp")]
+
+
+class _Unpicklable:
+    def __reduce__(self):
+        raise RuntimeError("simulated crash while writing")
+
+
+def test_atomic_save_keeps_the_old_checkpoint_when_a_write_fails(tmp_path):
+    import pytest
+
+    from bundle.engines.checkpoint import atomic_torch_save
+
+    path = tmp_path / "checkpoint_last.pt"
+    atomic_torch_save({"weights": torch.ones(3)}, path)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        atomic_torch_save({"weights": torch.zeros(3), "bad": _Unpicklable()}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["weights"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_last.pt"]
+    assert oct(path.stat().st_mode & 0o777) != oct(0o600)  # readable by the group, unlike ignite's atomic mode
+
+
+def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    import random
+
+    import numpy as np
+    from monai.transforms import Compose, RandGaussianNoise
+
+    from bundle.engines.checkpoint import atomic_torch_save
+    from bundle.engines.resume import RNGState
+
+    transforms = Compose([RandGaussianNoise(prob=1.0)])
+    state = RNGState(transforms)
+    atomic_torch_save({"rng": state.state_dict()}, tmp_path / "rng.pt")
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(1)), float(transforms.transforms[0].R.rand()))
+    state.load_state_dict(torch.load(tmp_path / "rng.pt", weights_only=True)["rng"])
+    again = (random.random(), float(np.random.rand()), float(torch.rand(1)), float(transforms.transforms[0].R.rand()))
+    assert again == expected
