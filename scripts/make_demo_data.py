@@ -2,6 +2,7 @@
 
 Usage (from the repository root):
     python scripts/make_demo_data.py --output_dir demo_data --n_train 48 --n_val 16 --n_test 16
+    python scripts/make_demo_data.py --output_dir demo_dicom --image_format dicom   # ultrasound DICOM images
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ def main(
     max_size: int = 300,
     seed: int = 0,
     malignant_fraction: float = 0.4,
+    image_format: str = "png",
 ) -> None:
-    """Generate the synthetic dataset under ``output_dir`` (see ``generate_demo_dataset``)."""
+    """Generate the synthetic dataset under ``output_dir`` (see ``generate_demo_dataset``).
+
+    ``image_format``: ``png`` (default) or ``dicom`` (scanner-like ultrasound DICOM images; masks stay PNG).
+    """
     generate_demo_dataset(
         output_dir=output_dir,
         n_train=n_train,
@@ -38,6 +43,7 @@ def main(
         max_size=max_size,
         seed=seed,
         malignant_fraction=malignant_fraction,
+        image_format=image_format,
     )
     print(f"datalist: {os.path.join(os.path.abspath(output_dir), 'datalist.json')}")
 

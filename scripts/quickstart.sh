@@ -9,8 +9,8 @@ export HF_HUB_OFFLINE=1
 bash scripts/setup_env.sh
 PY=.venv/bin/python
 
-echo "== 1/4 demo data (synthetic ultrasound, deterministic) =="
-$PY scripts/make_demo_data.py --output_dir demo_data
+echo "== 1/4 demo data: synthetic ultrasound DICOM (grayscale, RGB, JPEG), deterministic =="
+$PY scripts/make_demo_data.py --output_dir demo_data --image_format dicom
 
 echo "== 2/4 training for $EPOCHS epochs =="
 $PY -m monai.bundle run training --meta_file configs/metadata.json --config_file configs/train.json \

@@ -16,7 +16,7 @@ _REPO_ROOT = str(Path(__file__).resolve().parents[1])
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-from bundle.data.synthetic import generate_demo_dataset, make_case  # noqa: E402
+from bundle.data.synthetic import _draw_size, generate_demo_dataset, make_case  # noqa: E402
 
 SMALL = {"n_train": 6, "n_val": 3, "n_test": 3, "min_size": 128, "max_size": 160}
 
@@ -166,3 +166,137 @@ def test_invalid_arguments(tmp_path: Path) -> None:
         generate_demo_dataset(str(tmp_path), malignant_fraction=1.5)
     with pytest.raises(ValueError):
         make_case(np.random.default_rng(0), 16, 64, True)
+    with pytest.raises(ValueError):
+        generate_demo_dataset(str(tmp_path), image_format="nifti")
+
+
+# ----------------------------------------------------------------------------------------------
+# image_format="dicom"
+# ----------------------------------------------------------------------------------------------
+DICOM_SEED = 3
+
+
+@pytest.fixture(scope="module")
+def dicom_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("synthetic_dicom")
+    datalist = generate_demo_dataset(str(out), seed=DICOM_SEED, image_format="dicom", **SMALL)
+    return out, datalist
+
+
+def _entries(datalist: dict) -> list[dict]:
+    return [e for split in ("training", "validation", "test") for e in datalist[split]]
+
+
+def _region(ds) -> tuple[int, int, int, int]:
+    item = ds.SequenceOfUltrasoundRegions[0]
+    return (
+        int(item.RegionLocationMinX0),
+        int(item.RegionLocationMinY0),
+        int(item.RegionLocationMaxX1),
+        int(item.RegionLocationMaxY1),
+    )
+
+
+def test_dicom_files_are_ultrasound_dicom(dicom_dataset: tuple[Path, dict]) -> None:
+    pydicom = pytest.importorskip("pydicom")
+    out, datalist = dicom_dataset
+    assert json.loads((out / "datalist.json").read_text()) == datalist
+    entries = _entries(datalist)
+    assert len(entries) == 12
+    uids = set()
+    for e in entries:
+        assert e["image"].startswith("images/") and e["image"].endswith(".dcm")
+        assert e["label"].startswith("masks/") and e["label"].endswith(".png")
+        ds = pydicom.dcmread(out / e["image"])
+        assert ds.Modality == "US"
+        assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.6.1"
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        uids.add(ds.SOPInstanceUID)
+        assert len(ds.SequenceOfUltrasoundRegions) == 1
+        item = ds.SequenceOfUltrasoundRegions[0]
+        assert item.RegionSpatialFormat == 1 and item.RegionDataType == 1
+        assert item.PhysicalUnitsXDirection == 3 and item.PhysicalUnitsYDirection == 3
+        assert 0.008 <= item.PhysicalDeltaX <= 0.012 and item.PhysicalDeltaY == item.PhysicalDeltaX  # cm
+        pixels = ds.pixel_array
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        assert pixels.shape[:2] == (rows, cols)
+        assert pixels.ndim == (2 if ds.SamplesPerPixel == 1 else 3)
+        x0, y0, x1, y1 = _region(ds)
+        assert 0 < x0 < x1 < cols - 1 and 8 <= y0 < y1 < rows - 1  # black frame on every side
+        assert 128 <= x1 - x0 + 1 <= 160 and 128 <= y1 - y0 + 1 <= 160  # the tissue has the drawn size
+        # the mask covers the whole frame, same size as the image, lesion inside the region
+        mask = np.asarray(Image.open(out / e["label"]))
+        assert mask.shape == (rows, cols)
+        assert set(np.unique(mask).tolist()) == {0, 255}
+        inside = np.zeros_like(mask, dtype=bool)
+        inside[y0 : y1 + 1, x0 : x1 + 1] = True
+        assert mask[~inside].max() == 0
+        gray = pixels if pixels.ndim == 2 else pixels.mean(axis=2)
+        assert gray[:y0].max() > 150  # burnt-in "text" in the top band
+        # the lesion is still the dark structure the mask says it is
+        m = mask > 0
+        ring = ndi.binary_dilation(m, iterations=4) & ~m & inside
+        assert gray[ring].mean() - gray[m].mean() > 5
+    assert len(uids) == 12
+
+
+def test_dicom_variant_mix(dicom_dataset: tuple[Path, dict]) -> None:
+    pydicom = pytest.importorskip("pydicom")
+    out, datalist = dicom_dataset
+    kinds = []
+    for e in _entries(datalist):
+        ds = pydicom.dcmread(out / e["image"])
+        kinds.append((str(ds.PhotometricInterpretation), str(ds.file_meta.TransferSyntaxUID)))
+        if ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50":
+            assert ds.LossyImageCompression == "01"
+    explicit, jpeg = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.50"
+    assert set(kinds) == {("MONOCHROME2", explicit), ("RGB", explicit), ("YBR_FULL_422", jpeg), ("MONOCHROME2", jpeg)}
+    assert kinds.count(("MONOCHROME2", explicit)) >= 5  # most stay grayscale uncompressed
+    assert 2 <= sum(k[1] == jpeg for k in kinds) <= 4  # about 1 in 4 JPEG
+    assert 2 <= kinds.count(("RGB", explicit)) <= 4  # about 1 in 4 RGB
+
+
+def test_dicom_colour_overlays_avoid_the_lesion(dicom_dataset: tuple[Path, dict]) -> None:
+    pydicom = pytest.importorskip("pydicom")
+    out, datalist = dicom_dataset
+    n_rgb = 0
+    for e in _entries(datalist):
+        ds = pydicom.dcmread(out / e["image"])
+        if ds.PhotometricInterpretation != "RGB":
+            continue
+        n_rgb += 1
+        px = ds.pixel_array.astype(int)
+        coloured = (px[..., 0] != px[..., 1]) | (px[..., 1] != px[..., 2])
+        assert coloured.sum() >= 10  # a caliper cross or a text box
+        lesion = ndi.binary_dilation(np.asarray(Image.open(out / e["label"])) > 0, iterations=2)
+        assert not (coloured & lesion).any()
+    assert n_rgb >= 2
+
+
+def test_dicom_tissue_matches_png_mode(dicom_dataset: tuple[Path, dict]) -> None:
+    """Inside the declared region, a grayscale uncompressed file holds exactly the PNG-mode image."""
+    pydicom = pytest.importorskip("pydicom")
+    out, datalist = dicom_dataset
+    for case_idx, e in enumerate(_entries(datalist)):
+        ds = pydicom.dcmread(out / e["image"])
+        if ds.PhotometricInterpretation == "MONOCHROME2" and ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1":
+            break
+    else:
+        pytest.fail("no grayscale uncompressed file")
+    assert e["image"] == f"images/case_{case_idx:04d}.dcm"
+    rng = np.random.default_rng([DICOM_SEED, 1, case_idx])
+    h, w = _draw_size(rng, SMALL["min_size"], SMALL["max_size"]), _draw_size(rng, SMALL["min_size"], SMALL["max_size"])
+    image, mask = make_case(rng, h, w, malignant=bool(e["class"]))
+    x0, y0, x1, y1 = _region(ds)
+    np.testing.assert_array_equal(ds.pixel_array[y0 : y1 + 1, x0 : x1 + 1], image)
+    full_mask = np.asarray(Image.open(out / e["label"]))
+    np.testing.assert_array_equal(full_mask[y0 : y1 + 1, x0 : x1 + 1], mask * 255)
+
+
+def test_dicom_determinism(dicom_dataset: tuple[Path, dict], tmp_path: Path) -> None:
+    out, _ = dicom_dataset
+    again = tmp_path / "again"
+    generate_demo_dataset(str(again), seed=DICOM_SEED, image_format="dicom", **SMALL)
+    first, second = _all_bytes(out), _all_bytes(again)
+    assert len(first) == 2 * 12 + 1
+    assert first == second

@@ -105,7 +105,8 @@ class UltrasoundDicomReader(ImageReader):
     def get_data(self, img: Any) -> Tuple[np.ndarray, Dict]:
         arrays: List[np.ndarray] = []
         compatible: Dict = {}
-        for ds in ensure_tuple(img):
+        # a pydicom Dataset is itself iterable (over its elements): never pass it to ensure_tuple
+        for ds in img if isinstance(img, (list, tuple)) else [img]:
             array, header = self._one(ds)
             arrays.append(array)
             _copy_compatible_dict(header, compatible)

@@ -136,12 +136,27 @@ class MetricsWriter:
         logger.info("wrote %s and %s", self.output_dir / "metrics.json", self.output_dir / "per_case.csv")
 
 
+def _spacing_mm(image: Any) -> Optional[tuple]:
+    """(row_mm, col_mm) from the ultrasound region metadata, or None when the file had none."""
+    meta = getattr(image, "meta", {}) or {}
+    spacing = meta.get("us_spacing_mm")
+    if spacing is None:
+        return None
+    values = np.asarray(spacing.cpu() if isinstance(spacing, torch.Tensor) else spacing, dtype=float).reshape(-1)
+    if values.size != 2 or not np.isfinite(values).all() or (values <= 0).any():
+        return None
+    return float(values[0]), float(values[1])
+
+
 def _contour(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask, iterations=1, border_value=0)
 
 
 class PredictionWriter:
     """Write, per image, the best mask (input size, PNG 0/255), an overlay PNG, and one CSV of classes.
+
+    When the input declared its physical spacing (DICOM ultrasound regions), the mask PNG carries
+    it as its resolution and the CSV gives the spacing and the lesion area in mm^2.
 
     MONAI's ``SaveImaged`` writes the mask, but not the overlay a clinician looks at nor the class
     probabilities, and for PNG it would transpose rows and columns unless told otherwise; this
@@ -199,8 +214,13 @@ class PredictionWriter:
         prob = sample["pred"].detach().float().cpu().numpy()[0]
         mask = prob >= self.threshold
         mask_path = self.output_dir / f"{stem}_mask.png"
-        Image.fromarray((mask * 255).astype(np.uint8)).save(mask_path)
+        spacing = _spacing_mm(image)
+        save_kwargs = {"dpi": (25.4 / spacing[1], 25.4 / spacing[0])} if spacing else {}
+        Image.fromarray((mask * 255).astype(np.uint8)).save(mask_path, **save_kwargs)
         row: Dict[str, Any] = {"image": source, "mask": str(mask_path), "lesion_pixels": int(mask.sum())}
+        if spacing:
+            row.update(spacing_row_mm=spacing[0], spacing_col_mm=spacing[1],
+                       lesion_area_mm2=round(float(mask.sum()) * spacing[0] * spacing[1], 3))
         if self.overlay:
             gray = image.detach().float().cpu().numpy()
             gray = gray[0] if gray.ndim == 3 else gray
