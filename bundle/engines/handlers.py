@@ -104,12 +104,16 @@ def _finite(value: Any) -> Any:
 
 
 class MetricsWriter:
-    """At the end of an evaluation, write ``metrics.json`` and per-case ``per_case.csv`` and log them."""
+    """At the end of an evaluation, write ``metrics.json`` (with the epoch) and ``per_case.csv``, and log them.
 
-    def __init__(self, metric: MUNetMetrics, output_dir: str, prefix: str = "val_") -> None:
+    Attached to the validator during training it keeps the latest validation's figures on disk.
+    """
+
+    def __init__(self, metric: MUNetMetrics, output_dir: str, prefix: str = "val_", log_summary: bool = True) -> None:
         self.metric = metric
         self.output_dir = Path(output_dir)
         self.prefix = prefix
+        self.log_summary = log_summary
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.COMPLETED, self)
@@ -117,7 +121,8 @@ class MetricsWriter:
     def __call__(self, engine: Engine) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         metrics = {k: _finite(v) for k, v in engine.state.metrics.items() if k.startswith(self.prefix)}
-        (self.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        record = {"epoch": engine.state.epoch, "cases": len(self.metric.rows), **metrics}
+        (self.output_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
         rows = self.metric.rows
         if rows:
             fields: List[str] = []
@@ -127,6 +132,8 @@ class MetricsWriter:
                 writer = csv.DictWriter(stream, fieldnames=fields)
                 writer.writeheader()
                 writer.writerows(rows)
+        if not self.log_summary:
+            return
         shown = ", ".join(
             f"{k[len(self.prefix):]} {v:.4f}" if isinstance(v, float) else f"{k[len(self.prefix):]} n/a"
             for k, v in metrics.items()
