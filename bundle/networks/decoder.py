@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import dbl
+from monai.networks.blocks import Convolution
+
+from .blocks import LEAKY_RELU, dbl
 
 __all__ = ["MUNetDecoder", "default_decoder_channels"]
 
@@ -42,6 +44,10 @@ class MUNetDecoder(nn.Module):
     Each stage resizes its input to the exact size of the matching encoder map (so Inception
     backbones, whose maps are not powers of two of the input, align), concatenates that map, and
     applies ``blocks_per_stage`` DBL blocks (3 in the paper) down to its ``decoder_channels`` width.
+
+    ``c5_channels`` optionally first reduces C5 with a 1x1 conv + BN + LeakyReLU (an FPN-style
+    lateral reduction): behind ResNet-50 the first stage otherwise convolves 2048 + 1024 input
+    channels at stride 16, the single most expensive layer of the decoder.
     """
 
     def __init__(
@@ -51,6 +57,7 @@ class MUNetDecoder(nn.Module):
         blocks_per_stage: int = 3,
         norm: bool = True,
         upsample_mode: str = "nearest",
+        c5_channels: Optional[int] = None,
     ) -> None:
         super().__init__()
         if len(encoder_channels) != 5 or len(decoder_channels) != 4:
@@ -63,6 +70,12 @@ class MUNetDecoder(nn.Module):
         self.out_channels: List[int] = [int(c) for c in decoder_channels]
         stages = []
         previous = int(encoder_channels[4])
+        self.reduce: nn.Module = nn.Identity()
+        if c5_channels is not None and int(c5_channels) < previous:
+            self.reduce = Convolution(
+                2, previous, int(c5_channels), kernel_size=1, act=LEAKY_RELU, norm="batch" if norm else None, bias=not norm
+            )
+            previous = int(c5_channels)
         for i, width in enumerate(self.out_channels):
             skip = int(encoder_channels[3 - i])
             layers = [dbl(previous + skip, width, norm=norm)]
@@ -72,7 +85,7 @@ class MUNetDecoder(nn.Module):
         self.stages = nn.ModuleList(stages)
 
     def forward(self, features: List[torch.Tensor]) -> List[torch.Tensor]:
-        x = features[4]
+        x = self.reduce(features[4])
         outputs: List[torch.Tensor] = []
         for i, stage in enumerate(self.stages):
             skip = features[3 - i]

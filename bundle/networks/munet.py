@@ -51,6 +51,7 @@ class MUNet(nn.Module):
         fusion: ``"area"`` (eq. 1-2), ``"mean"`` or ``"finest"``.
         dropout: dropout before the classifier's linear layer.
         upsample_mode: decoder upsampling, ``"nearest"`` or ``"bilinear"``.
+        c5_channels: reduce C5 to this many channels (1x1 conv) before the decoder; None keeps it.
         pretrained: path of a local weights file for the encoder (never downloaded).
         pretrained_sha256: expected sha256 of that file, checked before loading.
 
@@ -72,6 +73,7 @@ class MUNet(nn.Module):
         fusion: str = "area",
         dropout: float = 0.2,
         upsample_mode: str = "nearest",
+        c5_channels: Optional[int] = None,
         pretrained: Optional[str] = None,
         pretrained_sha256: Optional[str] = None,
     ) -> None:
@@ -86,7 +88,7 @@ class MUNet(nn.Module):
         )
         enc_channels = list(self.encoder.out_channels)
         widths = resolve_decoder_channels(decoder_channels, enc_channels, backbone == PAPER_ENCODER)
-        self.decoder = MUNetDecoder(enc_channels, widths, blocks_per_stage, norm, upsample_mode)
+        self.decoder = MUNetDecoder(enc_channels, widths, blocks_per_stage, norm, upsample_mode, c5_channels)
         self.mask_heads = nn.ModuleList([MaskHead(w, head_kernel_size) for w in widths])
         self.class_head = ClassificationHead(enc_channels[4], num_classes, dropout)
         self.fusion = BestMaskFusion(fusion)
