@@ -27,21 +27,9 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from bundle.networks import MUNet, UNetBaseline  # noqa: E402
+from bundle.networks import TESTED_TIMM_BACKBONES, MUNet, UNetBaseline  # noqa: E402
 
-BACKBONES = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "densenet121",
-    "inception_v3",
-    "inception_v4",
-    "inception_resnet_v2",
-    "efficientnet_b0",
-    "efficientnet_lite0",
-)
+BACKBONES = TESTED_TIMM_BACKBONES
 
 #: top-level children that make up the decoder side (decoder stages + mask heads), per network class
 DECODER_PARTS = {

@@ -58,3 +58,18 @@ def run_bundle(args: Sequence[str], timeout: float = 600, env: Dict[str, str] | 
     if result.returncode != 0:
         raise AssertionError(f"monai.bundle {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
+
+
+def run_workflow(workflow_type: str, config_file, root: Path, data: Path, **extra: object):
+    """Build, check and run a ConfigWorkflow at tiny sizes; asserts ``check_properties() == []``."""
+    from monai.bundle import ConfigWorkflow
+
+    workflow = ConfigWorkflow(
+        workflow_type=workflow_type, config_file=config_file, meta_file=META, logging_file=LOGGING,
+        **overrides(root, data, **extra),
+    )
+    workflow.initialize()
+    assert workflow.check_properties() == []
+    workflow.run()
+    workflow.finalize()
+    return workflow

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow
 from PIL import Image
 
-from bundle_helpers import EVALUATE, INFERENCE, LOGGING, META, TRAIN, make_tiny_dataset, overrides
+from bundle_helpers import EVALUATE, INFERENCE, TRAIN, make_tiny_dataset, run_workflow
 
 
 @pytest.fixture(scope="module")
@@ -20,17 +19,7 @@ def trained(tmp_path_factory):
     """A tiny dataset and a bundle root with a 2-epoch training run done through ConfigWorkflow."""
     root = tmp_path_factory.mktemp("bundle")
     data = make_tiny_dataset(root)
-    workflow = ConfigWorkflow(
-        workflow_type="train",
-        config_file=TRAIN,
-        meta_file=META,
-        logging_file=LOGGING,
-        **overrides(root, data, max_epochs=2),
-    )
-    workflow.initialize()
-    assert workflow.check_properties() == []
-    workflow.run()
-    workflow.finalize()
+    run_workflow("train", TRAIN, root, data, max_epochs=2)
     return root, data
 
 
@@ -61,17 +50,7 @@ def _auc_by_pairs(scores, labels) -> float:
 
 def test_evaluation_metrics_match_a_hand_computation(trained):
     root, data = trained
-    workflow = ConfigWorkflow(
-        workflow_type="train",
-        config_file=[TRAIN, EVALUATE],
-        meta_file=META,
-        logging_file=LOGGING,
-        **overrides(root, data),
-    )
-    workflow.initialize()
-    assert workflow.check_properties() == []
-    workflow.run()
-    workflow.finalize()
+    run_workflow("train", [TRAIN, EVALUATE], root, data)
 
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
     rows = _read_csv(root / "eval" / "per_case.csv")
@@ -107,17 +86,7 @@ def test_evaluation_metrics_match_a_hand_computation(trained):
 def test_inference_writes_masks_at_input_size_and_class_probabilities(trained):
     root, data = trained
     out = root / "infer_out"
-    workflow = ConfigWorkflow(
-        workflow_type="infer",
-        config_file=INFERENCE,
-        meta_file=META,
-        logging_file=LOGGING,
-        **overrides(root, data, output_dir=str(out)),
-    )
-    workflow.initialize()
-    assert workflow.check_properties() == []
-    workflow.run()
-    workflow.finalize()
+    run_workflow("infer", INFERENCE, root, data, output_dir=str(out))
     rows = _read_csv(out / "predictions.csv")
     assert len(rows) == 4
     for row in rows:

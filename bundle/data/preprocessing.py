@@ -47,6 +47,7 @@ def deterministic_transforms(
     num_classes: int = 2,
     dicom_frame: Optional[int] = None,
     crop_to_us_region: bool = False,
+    pad: bool = True,
 ) -> List[MapTransform]:
     """The deterministic chain: load, channel first, gray, 0/1 mask, class, scale, resize, pad.
 
@@ -65,6 +66,7 @@ def deterministic_transforms(
         dicom_frame: frame taken from multi-frame DICOM files (required for them).
         crop_to_us_region: crop image and mask to the DICOM's ultrasound region (burnt-in text
             and calipers removed); ``Invertd`` pads predictions back to the full frame.
+        pad: pad at all (multi-scale training leaves sizing to ``SizedDataset``).
     """
     if image_size is not None and image_size % SIZE_MULTIPLE:
         raise ValueError(f"image_size must be a multiple of {SIZE_MULTIPLE}, got {image_size}")
@@ -100,7 +102,7 @@ def deterministic_transforms(
         )
     if pad_to_square:
         chain.append(SpatialPadd(keys=spatial, spatial_size=[image_size, image_size], allow_missing_keys=True))
-    else:
+    elif pad:
         chain.append(DivisiblePadd(keys=spatial, k=SIZE_MULTIPLE, allow_missing_keys=True))
     chain.append(EnsureTyped(keys=spatial, dtype="float32", allow_missing_keys=True))
     return chain
