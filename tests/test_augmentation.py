@@ -1,0 +1,35 @@
+"""The paper's augmentations, as configured in train.json, move image and mask together."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.bundle import ConfigParser
+from monai.transforms import Compose
+from monai.utils import set_determinism
+
+from bundle_helpers import TRAIN
+
+
+def test_every_augmentation_keeps_image_and_mask_aligned_and_the_mask_binary():
+    parser = ConfigParser()
+    parser.read_config(TRAIN)
+    for key in ("aug_hflip_prob", "aug_vflip_prob", "aug_rotate_prob", "aug_zoom_prob", "aug_noise_prob", "aug_elastic_prob", "aug_shear_prob"):
+        parser[key] = 1.0
+    transforms = parser.get_parsed_content("train#random_transforms")
+    names = {type(t).__name__ for t in transforms}
+    assert {"RandFlipd", "RandRotated", "RandZoomd", "RandAffined", "Rand2DElasticd", "RandGaussianNoised"} <= names
+    set_determinism(seed=0)
+    image = torch.zeros(1, 64, 64)
+    image[:, 20:40, 10:50] = 1.0  # the "lesion" is the bright block, the mask marks exactly it
+    sample = {"image": image.clone(), "label": image.clone()}
+    for transform in transforms:
+        sample = transform(dict(sample))
+        assert sample["image"].shape == sample["label"].shape == (1, 64, 64), type(transform).__name__
+    label = np.asarray(sample["label"])
+    assert set(np.unique(label)) <= {0.0, 1.0}
+    changed = float((sample["label"] != image).float().mean())
+    assert changed > 0.01  # the chain did move things
+    # outside the noise, the image is bright where the moved mask is lesion and dark elsewhere
+    smoothed = np.asarray(sample["image"])[0]
+    assert smoothed[label[0] > 0].mean() > smoothed[label[0] == 0].mean() + 0.5
