@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Dict, Optional
+import math
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from monai.inferers import Inferer
 
-from ..networks.munet import MASK_KEY
+from ..networks.munet import CLASS_KEY, MASK_KEY
 
 __all__ = ["MultiTaskInferer", "autocast_dtype", "PRECISIONS"]
 
@@ -49,16 +51,34 @@ class MultiTaskInferer(Inferer):
             Outputs are returned in float32 so losses and metrics are computed in full precision.
         channels_last: feed the input in channels-last memory format (use with a network moved to
             channels-last: ``network.to(memory_format=torch.channels_last)``).
+        scales: multi-scale inference: relative sizes to predict at (e.g. ``[0.75, 1.0, 1.25]``);
+            ``[1.0]`` is a single prediction.
+        flips: also predict on the horizontally flipped image and average.
     """
 
-    def __init__(self, precision: str = "fp32", channels_last: bool = False) -> None:
+    def __init__(
+        self,
+        precision: str = "fp32",
+        channels_last: bool = False,
+        scales: Sequence[float] = (1.0,),
+        flips: bool = False,
+    ) -> None:
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if not scales or any(float(s) <= 0 for s in scales):
+            raise ValueError(f"scales must be positive, got {scales!r}")
         self.precision = precision
         self.channels_last = channels_last
+        self.scales = [float(s) for s in scales]
+        self.flips = flips
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> Dict[str, torch.Tensor]:
+        if self.scales == [1.0] and not self.flips:
+            return self._forward(inputs, network, *args, **kwargs)
+        return self._multi_scale(inputs, network, *args, **kwargs)
+
+    def _forward(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> Dict[str, torch.Tensor]:
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         dtype = autocast_dtype(self.precision, inputs.device)
@@ -69,3 +89,29 @@ class MultiTaskInferer(Inferer):
         if isinstance(output, torch.Tensor):
             output = {MASK_KEY: output}
         return {k: v.float() if dtype is not None and v.is_floating_point() else v for k, v in output.items()}
+
+    def _multi_scale(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> Dict[str, torch.Tensor]:
+        """Paper's multi-scale inference: predict at every scale (and flipped), bring the best masks
+        back to the input size and average them with the class probabilities.
+
+        Each scaled size is rounded to a multiple of 32. Returns ``mask`` and ``class_logits``
+        (the log of the averaged probabilities, so a softmax gives them back); branch masks, which
+        differ in size per scale, are not returned.
+        """
+        height, width = inputs.shape[-2:]
+        masks: List[torch.Tensor] = []
+        probs: List[torch.Tensor] = []
+        for scale in self.scales:
+            size = [max(32, math.floor(height * scale / 32 + 0.5) * 32), max(32, math.floor(width * scale / 32 + 0.5) * 32)]
+            scaled = inputs if size == [height, width] else F.interpolate(inputs, size=size, mode="bilinear", align_corners=False)
+            for flip in ([False, True] if self.flips else [False]):
+                view = torch.flip(scaled, dims=[-1]) if flip else scaled
+                out = self._forward(view, network, *args, **kwargs)
+                mask = torch.flip(out[MASK_KEY], dims=[-1]) if flip else out[MASK_KEY]
+                masks.append(F.interpolate(mask, size=[height, width], mode="bilinear", align_corners=False))
+                if CLASS_KEY in out:
+                    probs.append(torch.softmax(out[CLASS_KEY], dim=1))
+        result = {MASK_KEY: torch.stack(masks).mean(dim=0)}
+        if probs:
+            result[CLASS_KEY] = torch.log(torch.stack(probs).mean(dim=0).clamp_min(1e-8))
+        return result

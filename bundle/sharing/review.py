@@ -48,26 +48,41 @@ _STRING = re.compile(r"'[^']*'|\"[^\"]*\"")
 _SUSPICIOUS = ("__import__", "exec(", "eval(", "compile(", "subprocess", "os.system", "os.popen", "open(", "socket", "urllib", "requests", "shutil", "pickle")
 
 
-def _flagged(text: str) -> bool:
+def _flagged(text: str, aliases: tuple = ()) -> bool:
     """True when an expression calls something outside the familiar modules, or looks dangerous."""
     if any(word in text for word in _SUSPICIOUS):
         return True
     code = _REFERENCE.sub("REF", _STRING.sub("''", text))
-    return any(not name.startswith(FAMILIAR_PREFIXES) and not name.startswith("REF") for name in _NAMES.findall(code))
+    known = FAMILIAR_PREFIXES + aliases + ("REF", "os.environ", "logging.")
+    return any(not name.startswith(known) for name in _NAMES.findall(code))
+
+
+_ALIAS = re.compile(r"^\$?import\s+([\w.]+)\s+as\s+(\w+)\s*$")
+
+
+def _aliases(files: List[Path]) -> tuple:
+    """``import x.y as z`` lines of the configs' imports: the aliases of familiar modules."""
+    familiar = []
+    for file in files:
+        for line in json.loads(file.read_text()).get("imports", []) + json.loads(file.read_text()).get("+imports", []):
+            match = _ALIAS.match(str(line).strip())
+            if match and match.group(1).startswith(FAMILIAR_PREFIXES + ("logging",)):
+                familiar.append(match.group(2) + ".")
+    return tuple(familiar)
 
 
 def review_configs(bundle_root: str | Path) -> List[ConfigEntry]:
     """Every import, ``$`` expression and ``_target_`` in ``configs/*.json`` of ``bundle_root``."""
     entries: List[ConfigEntry] = []
-    for file in sorted(Path(bundle_root, "configs").glob("*.json")):
+    files = [f for f in sorted(Path(bundle_root, "configs").glob("*.json")) if f.name != "metadata.json"]
+    aliases = _aliases(files)
+    for file in files:
         content = json.loads(file.read_text())
-        if file.name == "metadata.json":
-            continue
         for config_id, value in _walk(content, ""):
             if not isinstance(value, str):
                 continue
             leaf = config_id.split("#")[-1]
-            if config_id.startswith("imports#"):
+            if config_id.startswith(("imports#", "+imports#")):
                 kind = "import"
             elif leaf == "_target_":
                 kind = "target"
@@ -77,8 +92,8 @@ def review_configs(bundle_root: str | Path) -> List[ConfigEntry]:
                 continue
             text = value[1:] if value.startswith("$") else value
             module = text.replace("import ", "").replace("from ", "").strip() if kind == "import" else text
-            flagged = _flagged(text) if kind == "expression" else not (
-                module.startswith(FAMILIAR_PREFIXES) or module in ("os", "time", "torch", "monai", "bundle", "glob")
+            flagged = _flagged(text, aliases) if kind == "expression" else not (
+                module.startswith(FAMILIAR_PREFIXES + ("logging",)) or module in ("os", "time", "torch", "monai", "bundle", "glob")
                 or (kind == "target" and "." not in module)  # MONAI's own names, e.g. "Compose"
             )
             entries.append(ConfigEntry(file.name, config_id, kind, value, flagged))
