@@ -100,3 +100,18 @@ def test_hardness_rates_wrong_predictions_higher():
     assert case_hardness(right, label) < 0.01
     assert case_hardness(wrong, label) > 1.9
     assert case_hardness(wrong, {"mask": mask, "class": torch.tensor(-1)}) == pytest.approx(1.0)  # no class label
+
+
+def test_class_balance_draws_each_class_equally_often():
+    from bundle.data.sampling import balanced_weights
+
+    items = [{"class": 0}] * 8 + [{"class": 1}] * 2
+    weights = balanced_weights(items)
+    assert weights[:8] == [1 / 8] * 8 and weights[8:] == [1 / 2] * 2
+    sampler = MultiScaleBatchSampler([SQUARE] * 10, batch_size=2, sizes=(256,), weights=weights, seed=0)
+    counts = Counter()
+    for epoch in range(30):
+        sampler.set_epoch(epoch)
+        counts.update(i for batch in sampler for i, _ in batch)
+    benign, malignant = sum(counts[i] for i in range(8)), sum(counts[i] for i in range(8, 10))
+    assert 0.8 < malignant / benign < 1.25

@@ -23,7 +23,7 @@ import torch.distributed as dist
 from monai.transforms import ResizeWithPadOrCrop, Resize
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ["aspect_group", "size_groups", "case_shapes", "train_loader", "MultiScaleBatchSampler", "SizedDataset", "CASE_INDEX_KEY"]
+__all__ = ["aspect_group", "size_groups", "case_shapes", "balanced_weights", "train_loader", "MultiScaleBatchSampler", "SizedDataset", "CASE_INDEX_KEY"]
 
 #: key under which SizedDataset records each sample's dataset index (for hard example mining)
 CASE_INDEX_KEY = "case_index"
@@ -219,6 +219,13 @@ def case_shapes(items: Sequence[Dict], crop_to_us_region: bool = True, image_key
     return shapes
 
 
+def balanced_weights(items: Sequence[Dict], class_key: str = "class") -> List[float]:
+    """1 / (cases of the class) per case: every class drawn equally often."""
+    labels = [int(item[class_key]) if item.get(class_key) not in (None, "") else -1 for item in items]
+    counts = {label: labels.count(label) for label in set(labels)}
+    return [1.0 / counts[label] for label in labels]
+
+
 def train_loader(
     dataset: Dataset,
     batch_size: int,
@@ -230,18 +237,22 @@ def train_loader(
     seed: int = 0,
     shuffle: bool = True,
     sampler: Optional[Sampler] = None,
+    class_balance: bool = False,
 ):
     """The training DataLoader: plain (optionally with a DDP ``sampler``), or multi-scale batches.
 
-    Multi-scale (``sizes``) or hard example mining use :class:`MultiScaleBatchSampler` over
-    :class:`SizedDataset` (``sizes`` defaults to ``[image_size]`` for mining alone); that batch
-    sampler shards the data over DDP ranks itself, so a DistributedSampler is not used then.
+    Multi-scale (``sizes``), hard example mining or ``class_balance`` use
+    :class:`MultiScaleBatchSampler` over :class:`SizedDataset` (``sizes`` defaults to
+    ``[image_size]``); that batch sampler shards the data over DDP ranks itself, so a
+    DistributedSampler is not used then. ``class_balance`` starts every case at the weight
+    1 / (number of cases of its class), so each class is drawn equally often (cases without a
+    class count as one more class).
     """
     from monai.data import DataLoader
 
-    if not sizes and not hard_example_mining:
+    if not sizes and not hard_example_mining and not class_balance:
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler, num_workers=num_workers)
     chosen = list(sizes) if sizes else [int(image_size)]
     shapes = case_shapes(dataset.data, crop_to_us_region)
-    batch_sampler = MultiScaleBatchSampler(shapes, batch_size, chosen, seed=seed)
+    batch_sampler = MultiScaleBatchSampler(shapes, batch_size, chosen, weights=balanced_weights(dataset.data) if class_balance else None, seed=seed)
     return DataLoader(SizedDataset(dataset), batch_sampler=batch_sampler, num_workers=num_workers)

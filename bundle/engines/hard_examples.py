@@ -45,6 +45,8 @@ class EpochSampling:
         self.mining = hard_example_mining and self.sampler is not None
         self.strength = strength
         self._ratings: Dict[int, float] = {}
+        # class-balance weights set before training stay as the base that hardness multiplies
+        self._base = self.sampler.weights.clone() if self.sampler is not None else None
 
     def attach(self, engine: Engine) -> None:
         if self.sampler is None:
@@ -71,9 +73,10 @@ class EpochSampling:
             ratings = [dict() for _ in range(dist.get_world_size())]
             dist.all_gather_object(ratings, self._ratings)
         weights = self.sampler.weights.clone()
+        base = self._base if self._base is not None else torch.ones_like(weights)
         for part in ratings:
             for index, hardness in part.items():
-                weights[index] = 1.0 + self.strength * hardness
+                weights[index] = base[index] * (1.0 + self.strength * hardness)
         self.sampler.set_weights(weights.tolist())
         top = torch.topk(weights, k=min(3, len(weights))).indices.tolist()
         logger.info("hard example mining: weights %.2f..%.2f, hardest cases %s", float(weights.min()), float(weights.max()), top)
