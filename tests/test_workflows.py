@@ -103,7 +103,7 @@ def test_inference_config_builds_the_network_that_training_trains():
     """inference.json stands alone, so its network and preprocessing values must equal train.json's."""
     train = json.loads(Path(TRAIN).read_text())
     infer = json.loads(Path(INFERENCE).read_text())
-    for key in ("arch", "backbone", "base_channels", "decoder_channels", "fusion", "in_channels", "num_classes", "image_size", "class_names", "dicom_frame", "crop_to_us_region", "precision", "channels_last"):
+    for key in ("arch", "backbone", "base_channels", "decoder_channels", "fusion", "norm", "head_kernel_size", "in_channels", "num_classes", "image_size", "class_names", "dicom_frame", "crop_to_us_region", "precision", "channels_last"):
         assert infer[key] == train[key], key
     shared = {k: v for k, v in train["network_def"].items() if k not in ("output", "pretrained", "pretrained_sha256")}
     assert {k: v for k, v in infer["network_def"].items() if k != "output"} == shared

@@ -1,0 +1,359 @@
+"""Reproduce the paper's Table I and Table II with this bundle on BUSI, and write docs/results.md.
+
+    python scripts/make_results.py --busi_dir ../shared/data/busi --output_dir runs/results \\
+        --image_size 128 --epochs 30 --seeds "[0,1,2]" --docs_dir docs
+
+CPU defaults (2 cores, no GPU) are deliberately small; the paper's settings are
+``--image_size 256 --multiscale_sizes "[256,384,512,640]" --epochs 100 --batch_size 64
+--base_channels 64`` on a GPU. Every run trains through ``python -m monai.bundle run training``
+(validation split for early stopping and the best checkpoint; the test split is never used to
+choose anything), then predicts the test split (benign + malignant) and the normal test images
+through ``inference.json``; metrics are computed here from the written masks and class
+probabilities, the same way for single models, ensembles, multi-scale inference and fusion
+variants. Each finished run leaves ``<docs_dir>/results/runs/<run>.json``; a rerun skips those,
+so a long study can be spread over several sessions.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import fire  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from bundle.data.busi import convert_busi  # noqa: E402
+from bundle.engines.metrics import classification_metrics  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+META = ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf"]
+
+#: Table I: the U-Net baseline, MUNet with the paper encoder, and two backbones
+TABLE_I = {
+    "U-Net baseline": {"arch": "unet"},
+    "MUNet (paper encoder)": {},
+    "MUNet-ResNet18": {"backbone": "resnet18"},
+    "MUNet-EfficientNet-Lite0 (ImageNet)": {"backbone": "efficientnet_lite0", "_pretrained": True},
+}
+#: Table II: the tricks one at a time, in the paper's order, on the paper encoder
+TABLE_II = {
+    "without BN and 1x1 conv": {"norm": False, "head_kernel_size": 3},
+    "BN and 1x1 conv": {},
+    "+ hard example mining": {"hard_example_mining": True},
+    "+ multi-scale training": {"hard_example_mining": True, "_multiscale": True},
+}
+
+
+def _bundle(args: List[str], log: Path) -> float:
+    start = time.perf_counter()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as stream:
+        code = subprocess.call([sys.executable, "-m", "monai.bundle", *args], cwd=REPO, stdout=stream,
+                               stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if code != 0:
+        raise RuntimeError(f"monai.bundle {' '.join(args[:2])} failed; see {log}")
+    return time.perf_counter() - start
+
+
+def _cli(values: Dict) -> List[str]:
+    out: List[str] = []
+    for key, value in values.items():
+        out += [f"--{key}", json.dumps(value) if isinstance(value, (list, dict)) else str(value)]
+    return out
+
+
+def _case_metrics(pred_dir: Path, items: List[Dict]) -> Dict:
+    """Dice per case (from the written masks) and the class figures (from predictions.csv)."""
+    rows = {Path(r["image"]).name: r for r in csv.DictReader(open(pred_dir / "predictions.csv"))}
+    dices, probs, labels, cases = [], [], [], []
+    for item in items:
+        row = rows[Path(item["image"]).name]
+        pred = np.asarray(Image.open(row["mask"])) > 0
+        truth = np.asarray(Image.open(item["label"])) > 0
+        dice = 1.0 if not pred.any() and not truth.any() else 2 * (pred & truth).sum() / (pred.sum() + truth.sum())
+        dices.append(float(dice))
+        probs.append(float(row["prob_malignant"]))
+        labels.append(int(item["class"]))
+        cases.append({"image": item["image"], "dice": float(dice), "prob_malignant": probs[-1], "class": labels[-1]})
+    result = {"dice": float(np.mean(dices)), **classification_metrics(probs, labels), "cases": cases}
+    return result
+
+
+def _false_positive_rate(pred_dir: Path) -> float:
+    """Share of normal (lesion-free) images where the network marked any lesion pixel."""
+    rows = list(csv.DictReader(open(pred_dir / "predictions.csv")))
+    return float(np.mean([int(r["lesion_pixels"]) > 0 for r in rows])) if rows else float("nan")
+
+
+class Study:
+    """One results study: data, runs, and the report."""
+
+    def __init__(self, busi_dir: str, output_dir: str, docs_dir: str, settings: Dict, limit_per_split: Optional[int]) -> None:
+        self.out = Path(output_dir).resolve()
+        self.docs = Path(docs_dir).resolve()
+        self.runs_dir = self.docs / "results" / "runs"
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self.data = self.out / "data"
+        datalist = self.data / "datalist.json"
+        if not datalist.is_file():
+            convert_busi(busi_dir, str(self.data), include_normal=True, limit_per_split=limit_per_split, log=lambda *a: None)
+        content = json.loads(datalist.read_text())
+        self.test_items = content["test"]
+        self.normal_items = content.get("normal_test", [])
+
+    def _weights(self) -> Dict:
+        path = self.out / "weights" / "efficientnet_lite0_imagenet.pt"
+        if not path.is_file():
+            from bundle.networks.efficientnet_lite0 import convert_package_weights
+
+            convert_package_weights(path)
+        from bundle.networks.pretrained import sha256_of
+
+        return {"pretrained": str(path), "pretrained_sha256": sha256_of(path)}
+
+    def network_values(self, recipe: Dict) -> Dict:
+        values = {k: v for k, v in recipe.items() if not k.startswith("_") and k not in ("hard_example_mining",)}
+        values.update(image_size=self.settings["image_size"], base_channels=self.settings["base_channels"])
+        return values
+
+    def train(self, name: str, recipe: Dict, seed: int) -> Dict:
+        """Train one (recipe, seed) unless its result file exists; predict test and normal images."""
+        run = f"{_slug(name)}_seed{seed}"
+        record_path = self.runs_dir / f"{run}.json"
+        if record_path.is_file():
+            return json.loads(record_path.read_text())
+        root = self.out / run
+        values = {"bundle_root": str(root), "dataset_dir": str(self.data), "seed": seed,
+                  "max_epochs": self.settings["epochs"], "batch_size": self.settings["batch_size"],
+                  "early_stop_patience": self.settings["patience"], "require_lesion": True, **self.network_values(recipe)}
+        if recipe.get("hard_example_mining"):
+            values["hard_example_mining"] = True
+        if recipe.get("_multiscale"):
+            values["multiscale_sizes"] = self.settings["multiscale_sizes"]
+        if recipe.get("_pretrained"):
+            values.update(self._weights())
+        seconds = _bundle(["run", "training", "--config_file", "configs/train.json", *META, *_cli(values), "--tracking", "mlflow"], root.with_suffix(".train.log"))
+        _write_inference_config(root, self.network_values(recipe))  # the run root becomes a bundle an ensemble can load
+        record = {"name": name, "seed": seed, "recipe": recipe, "train_seconds": round(seconds, 1), "settings": self.settings}
+        record.update(self.predict(run, [str(root)], self.network_values(recipe)))
+        record["history"] = _history(root)
+        record_path.write_text(json.dumps(record, indent=1))
+        return record
+
+    def predict(self, run: str, bundles: List[str], network: Dict, **inference: object) -> Dict:
+        """Metrics of a model (one bundle) or an ensemble (several) on the test and normal images."""
+        results: Dict = {}
+        for split, items in (("test", self.test_items), ("normal_test", self.normal_items)):
+            if not items:
+                continue
+            pred_dir = self.out / "predictions" / run / split
+            values = {"dataset_dir": str(self.data), "input_split": split, "output_dir": str(pred_dir), **network, **inference}
+            if len(bundles) == 1 and not run.startswith("ensemble"):
+                values["bundle_root"] = bundles[0]
+            else:
+                values["ensemble_bundles"] = bundles
+            seconds = _bundle(["run", "inferring", "--config_file", "configs/inference.json", *META, *_cli(values)], pred_dir.with_suffix(".log"))
+            if split == "test":
+                results.update(_case_metrics(pred_dir, items))
+                results["infer_seconds"] = round(seconds, 1)
+            else:
+                results["normal_fpr"] = _false_positive_rate(pred_dir)
+        return results
+
+    def derived(self, run: str, bundles: List[str], network: Dict, **inference: object) -> Dict:
+        """An evaluation-only row (ensemble, multi-scale inference, fusion variant), cached like runs."""
+        path = self.runs_dir / f"{run}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        record = {"name": run, "bundles": [Path(b).name for b in bundles], "inference": inference, **self.predict(run, bundles, network, **inference)}
+        path.write_text(json.dumps(record, indent=1))
+        return record
+
+
+def _write_inference_config(root: Path, network: Dict) -> None:
+    config = json.loads((REPO / "configs" / "inference.json").read_text())
+    config.update(network)
+    (root / "configs").mkdir(parents=True, exist_ok=True)
+    (root / "configs" / "inference.json").write_text(json.dumps(config, indent=4))
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
+
+
+def _history(root: Path) -> Dict[str, List[float]]:
+    """Per-epoch validation Dice/AUC and mean training loss from the run's local MLflow store."""
+    from mlflow.tracking import MlflowClient
+    from monai.utils import path_to_sqlite_uri
+
+    store = root / "eval" / "mlruns.db"
+    if not store.is_file():
+        return {}
+    client = MlflowClient(tracking_uri=path_to_sqlite_uri(str(store)))
+    (run,) = client.search_runs([client.get_experiment_by_name("monai_experiment").experiment_id])
+    history: Dict[str, List[float]] = {}
+    for key in ("val_dice", "val_auc"):
+        history[key] = [m.value for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
+    losses = client.get_metric_history(run.info.run_id, "train_loss")
+    if losses:
+        per_epoch = max(1, len(losses) // max(1, len(history.get("val_dice", [])) or 1))
+        values = [m.value for m in sorted(losses, key=lambda m: m.step)]
+        history["train_loss"] = [float(np.mean(values[i : i + per_epoch])) for i in range(0, len(values), per_epoch)]
+    return history
+
+
+def _fmt(values: Sequence[float]) -> str:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+
+
+def main(
+    busi_dir: str,
+    output_dir: str = "runs/results",
+    docs_dir: str = "docs",
+    image_size: int = 128,
+    base_channels: int = 32,
+    epochs: int = 30,
+    batch_size: int = 8,
+    patience: int = 10,
+    seeds: Sequence[int] = (0, 1, 2),
+    multiscale_sizes: Sequence[int] = (96, 128, 160),
+    limit_per_split: Optional[int] = None,
+) -> None:
+    """Train every row, evaluate, and write ``<docs_dir>/results.md`` with plots."""
+    settings = {"image_size": image_size, "base_channels": base_channels, "epochs": epochs, "batch_size": batch_size,
+                "patience": patience, "multiscale_sizes": list(multiscale_sizes), "limit_per_split": limit_per_split}
+    study = Study(busi_dir, output_dir, docs_dir, settings, limit_per_split)
+    seeds = [int(s) for s in seeds]
+    table_i = {name: [study.train(name, recipe, s) for s in seeds] for name, recipe in TABLE_I.items()}
+    table_ii = {name: (table_i["MUNet (paper encoder)"] if not recipe else [study.train(name, recipe, s) for s in seeds])
+                for name, recipe in TABLE_II.items()}
+    paper = study.network_values({})
+    hem_roots = [str(study.out / f"{_slug('+ hard example mining')}_seed{s}") for s in seeds]
+    ms_roots = [str(study.out / f"{_slug('+ multi-scale training')}_seed{s}") for s in seeds]
+    extra = {
+        "+ ensemble": [study.derived("ensemble_hem", hem_roots, paper)],
+        "+ multi-scale (training and inference)": [study.derived("ensemble_hem_multiscale", ms_roots, paper, inference_scales=[0.75, 1.0, 1.25], inference_flips=True)],
+    }
+    base_roots = [str(study.out / f"{_slug('MUNet (paper encoder)')}_seed{s}") for s in seeds]
+    fusion = {mode: [study.derived(f"fusion_{mode}_seed{s}", [root], {**paper, "fusion": mode}) for s, root in zip(seeds, base_roots)]
+              for mode in ("mean", "finest")}
+    fusion["area (paper eq. 1-2)"] = table_i["MUNet (paper encoder)"]
+    write_report(study, table_i, {**table_ii, **extra}, fusion, seeds)
+
+
+def _row(name: str, records: List[Dict], with_time: bool = True) -> str:
+    """One table row: mean ± std of each metric over the records (seeds); training minutes when asked."""
+    cells = [_fmt([r.get(k) for r in records]) for k in ("dice", "sensitivity", "specificity", "accuracy", "auc", "normal_fpr")]
+    if with_time:
+        times = [r["train_seconds"] / 60 for r in records if "train_seconds" in r]
+        cells.append(_fmt(times) if times else "(evaluation only)")
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def write_report(study: Study, table_i: Dict, table_ii: Dict, fusion: Dict, seeds: List[int]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    figures = study.docs / "results"
+    figures.mkdir(parents=True, exist_ok=True)
+    s = study.settings
+    header = "| model | Dice | Sen. | Spec. | Acc. | AUC | FPR on normals | train min |\n|---|---|---|---|---|---|---|---|"
+    lines = [
+        "# Results on BUSI (breast ultrasound)",
+        "",
+        f"Made by `python scripts/make_results.py --busi_dir ../shared/data/busi --image_size {s['image_size']} "
+        f"--base_channels {s['base_channels']} --epochs {s['epochs']} --batch_size {s['batch_size']} --seeds \"{seeds}\"`"
+        + (f" `--limit_per_split {s['limit_per_split']}`" if s["limit_per_split"] else "") + ".",
+        "",
+        f"Test split: {len(study.test_items)} benign + malignant images; {len(study.normal_items)} normal images for the false-positive rate "
+        "(share of normal images with any predicted lesion pixel). Mean ± standard deviation over seeds "
+        f"{seeds}. Budget: 2 CPU cores, no GPU; images {s['image_size']} px (longest side), "
+        f"paper encoder width {s['base_channels']}, at most {s['epochs']} epochs with early stopping (patience {s['patience']}) "
+        "on validation Dice + AUC. Sensitivity/specificity: malignant is positive, threshold 0.5.",
+        "",
+        "## Table I: networks", "", header,
+    ]
+    lines += [_row(name, records) for name, records in table_i.items()]
+    lines += ["", "## Table II: the tricks, one at a time (paper encoder)", "", header]
+    lines += [_row(name, records) for name, records in table_ii.items()]
+    lines += ["", "## Fusion of the four branch masks (same trained models, paper encoder)", "",
+              "| fusion | Dice | Sen. | Spec. | Acc. | AUC | FPR on normals |", "|---|---|---|---|---|---|---|"]
+    lines += [_row(name, records, with_time=False) for name, records in fusion.items()]
+    # ROC curves of Table I (first seed)
+    plt.figure(figsize=(5, 5))
+    for name, records in table_i.items():
+        cases = records[0]["cases"]
+        labels = [c["class"] for c in cases]
+        if len(set(labels)) == 2:
+            fpr, tpr, _ = roc_curve(labels, [c["prob_malignant"] for c in cases])
+            plt.plot(fpr, tpr, label=f"{name} (AUC {records[0]['auc']:.2f})")
+    plt.plot([0, 1], [0, 1], "k:", linewidth=0.8)
+    plt.xlabel("1 - specificity")
+    plt.ylabel("sensitivity")
+    plt.legend(fontsize=7)
+    plt.title(f"ROC, test split, seed {seeds[0]}")
+    plt.tight_layout()
+    plt.savefig(figures / "roc.png", dpi=110)
+    plt.close()
+    # training curves
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    for name, records in table_i.items():
+        history = records[0].get("history", {})
+        for axis, key in zip(axes, ("train_loss", "val_dice", "val_auc")):
+            if history.get(key):
+                axis.plot(range(1, len(history[key]) + 1), history[key], label=name)
+                axis.set_title(key)
+                axis.set_xlabel("epoch")
+    axes[0].legend(fontsize=7)
+    plt.tight_layout()
+    plt.savefig(figures / "training_curves.png", dpi=110)
+    plt.close()
+    # grid of test images with ground truth (green) and prediction (red) contours
+    _grid(study, figures / "test_grid.png", f"{_slug('MUNet (paper encoder)')}_seed{seeds[0]}")
+    lines += ["", "## Plots", "", "![ROC curves](results/roc.png)", "", "![Training curves](results/training_curves.png)", "",
+              "![Test images: ground truth green, MUNet red](results/test_grid.png)", ""]
+    (study.docs / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _grid(study: Study, path: Path, run: str, count: int = 8) -> None:
+    from scipy import ndimage
+
+    pred_dir = study.out / "predictions" / run / "test"
+    rows = {Path(r["image"]).name: r for r in csv.DictReader(open(pred_dir / "predictions.csv"))}
+    tiles = []
+    for item in study.test_items[:count]:
+        image = np.asarray(Image.open(item["image"]).convert("L"))
+        truth = np.asarray(Image.open(item["label"])) > 0
+        pred = np.asarray(Image.open(rows[Path(item["image"]).name]["mask"])) > 0
+        rgb = np.repeat(image[..., None], 3, axis=2)
+        for mask, colour in ((truth, (0, 255, 0)), (pred, (255, 0, 0))):
+            edge = mask & ~ndimage.binary_erosion(mask, iterations=2)
+            rgb[edge] = colour
+        tiles.append(np.asarray(Image.fromarray(rgb).resize((160, 160))))
+    while len(tiles) % 4:
+        tiles.append(np.zeros_like(tiles[0]))
+    grid = np.concatenate([np.concatenate(tiles[i : i + 4], axis=1) for i in range(0, len(tiles), 4)], axis=0)
+    Image.fromarray(grid).save(path)
+
+
+if __name__ == "__main__":
+    fire.Fire(main)
