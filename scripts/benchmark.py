@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -42,7 +42,6 @@ MODES = {"fp32": {"precision": "fp32", "channels_last": False}, "bf16+CL": {"pre
 
 
 def _build(spec: Dict):
-    import torch
     from monai.networks.nets import BasicUNet, FlexibleUNet
 
     from bundle.networks import build_network

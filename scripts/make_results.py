@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -33,8 +30,9 @@ from PIL import Image  # noqa: E402
 
 from bundle.data.busi import convert_busi  # noqa: E402
 from bundle.engines.metrics import classification_metrics  # noqa: E402
+from bundle.runner import REPO_ROOT as REPO  # noqa: E402
+from bundle.runner import run_bundle_command  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 META = ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf"]
 
 #: Table I: the U-Net baseline, MUNet with the paper encoder, and two backbones
@@ -51,17 +49,6 @@ TABLE_II = {
     "+ hard example mining": {"hard_example_mining": True},
     "+ multi-scale training": {"hard_example_mining": True, "_multiscale": True},
 }
-
-
-def _bundle(args: List[str], log: Path) -> float:
-    start = time.perf_counter()
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as stream:
-        code = subprocess.call([sys.executable, "-m", "monai.bundle", *args], cwd=REPO, stdout=stream,
-                               stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if code != 0:
-        raise RuntimeError(f"monai.bundle {' '.join(args[:2])} failed; see {log}")
-    return time.perf_counter() - start
 
 
 def _cli(values: Dict) -> List[str]:
@@ -142,7 +129,7 @@ class Study:
             values["multiscale_sizes"] = self.settings["multiscale_sizes"]
         if recipe.get("_pretrained"):
             values.update(self._weights())
-        seconds = _bundle(["run", "training", "--config_file", "configs/train.json", *META, *_cli(values), "--tracking", "mlflow"], root.with_suffix(".train.log"))
+        seconds = run_bundle_command(["run", "training", "--config_file", "configs/train.json", *META, *_cli(values), "--tracking", "mlflow"], root.with_suffix(".train.log"))
         _write_inference_config(root, self.network_values(recipe))  # the run root becomes a bundle an ensemble can load
         record = {"name": name, "seed": seed, "recipe": recipe, "train_seconds": round(seconds, 1), "settings": self.settings}
         record.update(self.predict(run, [str(root)], self.network_values(recipe)))
@@ -162,7 +149,7 @@ class Study:
                 values["bundle_root"] = bundles[0]
             else:
                 values["ensemble_bundles"] = bundles
-            seconds = _bundle(["run", "inferring", "--config_file", "configs/inference.json", *META, *_cli(values)], pred_dir.with_suffix(".log"))
+            seconds = run_bundle_command(["run", "inferring", "--config_file", "configs/inference.json", *META, *_cli(values)], pred_dir.with_suffix(".log"))
             if split == "test":
                 results.update(_case_metrics(pred_dir, items))
                 results["infer_seconds"] = round(seconds, 1)

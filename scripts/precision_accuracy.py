@@ -10,25 +10,17 @@ and also evaluates the fp32 model with bf16 inference; prints test Dice and AUC 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import fire
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bundle.runner import run_bundle_command  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _bundle(args: list, log: Path) -> float:
-    start = time.perf_counter()
-    with open(log, "w") as stream:
-        code = subprocess.call([sys.executable, "-m", "monai.bundle", *args], cwd=REPO, stdout=stream,
-                               stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if code != 0:
-        raise RuntimeError(f"monai.bundle {args[:2]} failed, see {log}")
-    return time.perf_counter() - start
 
 
 def main(epochs: int = 20, output_dir: str = "runs/precision", dataset_dir: str = "") -> None:
@@ -42,13 +34,13 @@ def main(epochs: int = 20, output_dir: str = "runs/precision", dataset_dir: str 
     for name, switches in (("fp32", []), ("bf16+channels_last", ["--precision", "bf16", "--channels_last", "True"])):
         root = out / name
         common = ["--bundle_root", str(root), "--dataset_dir", str(data), *switches]
-        seconds = _bundle(["run", "training", "--config_file", "configs/train.json", *meta, *common, "--max_epochs", str(epochs)], root.with_suffix(".train.log"))
-        _bundle(["run", "evaluating", "--config_file", "['configs/train.json','configs/evaluate.json']", *meta, *common], root.with_suffix(".eval.log"))
+        seconds = run_bundle_command(["run", "training", "--config_file", "configs/train.json", *meta, *common, "--max_epochs", str(epochs)], root.with_suffix(".train.log"))
+        run_bundle_command(["run", "evaluating", "--config_file", "['configs/train.json','configs/evaluate.json']", *meta, *common], root.with_suffix(".eval.log"))
         metrics = json.loads((root / "eval" / "metrics.json").read_text())
         rows.append((name, name, metrics, seconds))
         if name == "fp32":  # the fp32-trained model, evaluated with bf16 inference
             alt = ["--bundle_root", str(root), "--dataset_dir", str(data), "--output_dir", str(root / "eval_bf16"), "--precision", "bf16", "--channels_last", "True"]
-            _bundle(["run", "evaluating", "--config_file", "['configs/train.json','configs/evaluate.json']", *meta, *alt], root.with_suffix(".eval_bf16.log"))
+            run_bundle_command(["run", "evaluating", "--config_file", "['configs/train.json','configs/evaluate.json']", *meta, *alt], root.with_suffix(".eval_bf16.log"))
             rows.append(("fp32", "bf16+channels_last", json.loads((root / "eval_bf16" / "metrics.json").read_text()), None))
     lines = [f"Demo data ({data}), {epochs} epochs, seed 0, test split.", "",
              "| trained in | evaluated in | test Dice | test AUC | training time (s) |", "|---|---|---|---|---|"]

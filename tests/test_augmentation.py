@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from monai.bundle import ConfigParser
-from monai.transforms import Compose
 from monai.utils import set_determinism
 
 from bundle_helpers import TRAIN

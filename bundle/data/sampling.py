@@ -17,10 +17,9 @@ from __future__ import annotations
 import math
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 import torch.distributed as dist
-from monai.transforms import ResizeWithPadOrCrop, Resize
+from monai.transforms import Resize, ResizeWithPadOrCrop
 from torch.utils.data import Dataset, Sampler
 
 __all__ = ["aspect_group", "size_groups", "case_shapes", "balanced_weights", "train_loader", "MultiScaleBatchSampler", "SizedDataset", "CASE_INDEX_KEY"]
