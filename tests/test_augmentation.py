@@ -13,11 +13,12 @@ from bundle_helpers import TRAIN
 def test_every_augmentation_keeps_image_and_mask_aligned_and_the_mask_binary():
     parser = ConfigParser()
     parser.read_config(TRAIN)
-    for key in ("aug_hflip_prob", "aug_vflip_prob", "aug_rotate_prob", "aug_zoom_prob", "aug_noise_prob", "aug_elastic_prob", "aug_shear_prob"):
+    for key in ("aug_hflip_prob", "aug_vflip_prob", "aug_rotate_prob", "aug_zoom_prob", "aug_noise_prob", "aug_elastic_prob",
+                "aug_shear_prob", "aug_skew_prob", "aug_crop_prob"):
         parser[key] = 1.0
     transforms = parser.get_parsed_content("train#random_transforms")
     names = {type(t).__name__ for t in transforms}
-    assert {"RandFlipd", "RandRotated", "RandZoomd", "RandAffined", "Rand2DElasticd", "RandGaussianNoised"} <= names
+    assert {"RandFlipd", "RandRotated", "RandZoomd", "RandAffined", "Rand2DElasticd", "RandGaussianNoised", "RandSkewd"} <= names
     set_determinism(seed=0)
     image = torch.zeros(1, 64, 64)
     image[:, 20:40, 10:50] = 1.0  # the "lesion" is the bright block, the mask marks exactly it
@@ -32,3 +33,23 @@ def test_every_augmentation_keeps_image_and_mask_aligned_and_the_mask_binary():
     # outside the noise, the image is bright where the moved mask is lesion and dark elsewhere
     smoothed = np.asarray(sample["image"])[0]
     assert smoothed[label[0] > 0].mean() > smoothed[label[0] == 0].mean() + 0.5
+
+
+def test_skew_narrows_one_edge_and_keeps_image_and_mask_together():
+    from bundle.data.augment import RandSkewd, homography
+
+    corners = np.array([[0, 0], [9, 0], [9, 9], [0, 9]], dtype=float)
+    moved = corners + np.array([[2, 0], [-2, 0], [0, 0], [0, 0]])
+    matrix = homography(corners, moved)
+    mapped = matrix @ np.array([9.0, 0.0, 1.0])
+    assert np.allclose(mapped[:2] / mapped[2], [7.0, 0.0])
+    skew = RandSkewd(keys=["image", "label"], prob=1.0, magnitude=0.3)
+    skew.set_random_state(seed=1)
+    full = torch.ones(1, 40, 40)
+    out = skew({"image": full.clone(), "label": full.clone()})
+    assert out["image"].shape == (1, 40, 40)
+    # a tilted frame: the narrowed edge leaves empty corners, so the covered area shrinks
+    covered = float((out["label"] > 0).float().mean())
+    assert 0.6 < covered < 0.99
+    assert set(torch.unique(out["label"]).tolist()) <= {0.0, 1.0}
+    torch.testing.assert_close((out["image"] > 0.5).float(), out["label"])  # same warp for both
