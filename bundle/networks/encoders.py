@@ -11,7 +11,7 @@ Two kinds are offered, both with the same contract (``out_channels`` and ``forwa
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import torch
 from torch import nn
@@ -149,7 +149,3 @@ def build_encoder(
         return encoder
     return TimmEncoder(backbone, in_channels, pretrained, pretrained_sha256)
 
-
-def encoder_channels(encoder: nn.Module) -> Sequence[int]:
-    """The channel counts of C1..C5 of an encoder built by :func:`build_encoder`."""
-    return list(encoder.out_channels)

@@ -64,7 +64,8 @@ def _aliases(files: List[Path]) -> tuple:
     """``import x.y as z`` lines of the configs' imports: the aliases of familiar modules."""
     familiar = []
     for file in files:
-        for line in json.loads(file.read_text()).get("imports", []) + json.loads(file.read_text()).get("+imports", []):
+        content = json.loads(file.read_text())
+        for line in content.get("imports", []) + content.get("+imports", []):
             match = _ALIAS.match(str(line).strip())
             if match and match.group(1).startswith(FAMILIAR_PREFIXES + ("logging",)):
                 familiar.append(match.group(2) + ".")
