@@ -28,7 +28,7 @@ def test_results_script_on_a_small_busi_subset(tmp_path):
         assert heading in report, heading
     for figure in ("roc.png", "training_curves.png", "test_grid.png"):
         assert (tmp_path / "docs" / "results" / figure).stat().st_size > 1000
-    record = json.loads((tmp_path / "docs" / "results" / "runs" / "munet__paper_encoder__seed0.json").read_text())
+    record = json.loads((tmp_path / "docs" / "results" / "runs" / "munet__paper_encoder_seed0.json").read_text())
     assert len(record["cases"]) == 4 and 0.0 <= record["dice"] <= 1.0
     assert record["history"]["val_dice"]  # per-epoch validation read back from the run's MLflow store
     # a rerun reuses every finished run instead of training again
