@@ -170,6 +170,21 @@ def _region_item(region: tuple[int, int, int, int], spacing_mm: tuple[float, flo
     item.ReferencePixelY0 = 0
     return item
 
+def _set_native_pixels(ds: Dataset, pixels: np.ndarray) -> None:
+    """Uncompressed 8-bit pixel data, padded to an even length as DICOM requires."""
+    ds.LossyImageCompression = "00"
+    data = np.ascontiguousarray(pixels).tobytes()
+    ds.PixelData = data + (b"\x00" if len(data) % 2 else b"")
+    ds["PixelData"].VR = "OB"
+
+
+def _save(ds: Dataset, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 
 def write_ultrasound_dicom(
     path: str | Path,
@@ -287,15 +302,8 @@ def write_ultrasound_dicom(
         ds["PixelData"].VR = "OB"
         ds["PixelData"].is_undefined_length = True
     else:
-        ds.LossyImageCompression = "00"
-        data = frames.tobytes()
-        ds.PixelData = data + (b"\x00" if len(data) % 2 else b"")
-        ds["PixelData"].VR = "OB"
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
+        _set_native_pixels(ds, frames)
+    return _save(ds, path)
 
 
 def write_mask_dicom(
@@ -368,12 +376,5 @@ def write_mask_dicom(
     ds.BitsStored = 8
     ds.HighBit = 7
     ds.PixelRepresentation = 0
-    ds.LossyImageCompression = "00"
-    data = np.ascontiguousarray(out).tobytes()
-    ds.PixelData = data + (b"\x00" if len(data) % 2 else b"")
-    ds["PixelData"].VR = "OB"
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    _set_native_pixels(ds, out)
+    return _save(ds, path)
