@@ -170,6 +170,20 @@ def _region_item(region: tuple[int, int, int, int], spacing_mm: tuple[float, flo
     item.ReferencePixelY0 = 0
     return item
 
+def _set_pixel_module(ds: Dataset, rows: int, cols: int, samples: int, photometric: str) -> None:
+    """The Image Pixel module of an unsigned 8-bit image."""
+    ds.SamplesPerPixel = samples
+    ds.PhotometricInterpretation = photometric
+    if samples == 3:
+        ds.PlanarConfiguration = 0
+    ds.Rows = rows
+    ds.Columns = cols
+    ds.BitsAllocated = 8
+    ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+
+
 def _set_native_pixels(ds: Dataset, pixels: np.ndarray) -> None:
     """Uncompressed 8-bit pixel data, padded to an even length as DICOM requires."""
     ds.LossyImageCompression = "00"
@@ -274,16 +288,7 @@ def write_ultrasound_dicom(
 
     # US Image module (+ Image Pixel)
     ds.ImageType = ["DERIVED", "PRIMARY"]
-    ds.SamplesPerPixel = samples
-    ds.PhotometricInterpretation = photometric
-    if samples == 3:
-        ds.PlanarConfiguration = 0
-    ds.Rows = rows
-    ds.Columns = cols
-    ds.BitsAllocated = 8
-    ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
+    _set_pixel_module(ds, rows, cols, samples, photometric)
     if multi:  # Multi-frame + Cine modules
         ds.NumberOfFrames = n_frames
         ds.FrameTime = _FRAME_TIME_MS
@@ -368,13 +373,6 @@ def write_mask_dicom(
             ds.SourceImageSequence = DicomSequence([src])
     ds.ConversionType = "SYN"  # SC Equipment: synthetic image (a drawn mask)
     ds.ImageType = ["DERIVED", "SECONDARY"]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = rows
-    ds.Columns = cols
-    ds.BitsAllocated = 8
-    ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
+    _set_pixel_module(ds, rows, cols, 1, "MONOCHROME2")
     _set_native_pixels(ds, out)
     return _save(ds, path)
