@@ -88,7 +88,10 @@ class LoadUltrasoundd(LoadImaged):
         d = dict(data)
         for key in self.key_iterator(d):
             if reader is not None:
-                d[key] = self._loader(d[key], reader)
+                loaded = self._loader(d[key], reader)
             else:
-                d[key] = _load(self._loader, d[key], self.dicom_frame)
+                loaded = _load(self._loader, d[key], self.dicom_frame)
+            # MONAI Label's BundleInferTask sets ``image_only = False`` on every LoadImaged, which
+            # makes the loader return (image, meta); the MetaTensor already carries the meta.
+            d[key] = loaded[0] if isinstance(loaded, tuple) else loaded
         return d

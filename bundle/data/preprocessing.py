@@ -25,6 +25,7 @@ from monai.transforms import (
     SpatialPadd,
 )
 
+from .guidance import GUIDANCE_KEY, AppendGuidanced, ClickGuidanced, SimulateClicksd
 from .loading import LoadUltrasoundd
 from .transforms import BinarizeMaskd, EnsureClassd, ToGrayscaled
 from .ultrasound import UltrasoundRegionCropd
@@ -48,6 +49,8 @@ def deterministic_transforms(
     dicom_frame: Optional[int] = None,
     crop_to_us_region: bool = False,
     pad: bool = True,
+    guidance: bool = False,
+    simulate_clicks: bool = False,
 ) -> List[MapTransform]:
     """The deterministic chain: load, channel first, gray, 0/1 mask, class, scale, resize, pad.
 
@@ -67,6 +70,9 @@ def deterministic_transforms(
         crop_to_us_region: crop image and mask to the DICOM's ultrasound region (burnt-in text
             and calipers removed); ``Invertd`` pads predictions back to the full frame.
         pad: pad at all (multi-scale training leaves sizing to ``SizedDataset``).
+        guidance: interactive model: render the sample's ``foreground``/``background`` clicks
+            (see :mod:`bundle.data.guidance`) and append them as two extra image channels.
+        simulate_clicks: training an interactive model: draw the clicks from the mask first.
     """
     if image_size is not None and image_size % SIZE_MULTIPLE:
         raise ValueError(f"image_size must be a multiple of {SIZE_MULTIPLE}, got {image_size}")
@@ -77,10 +83,17 @@ def deterministic_transforms(
         LoadUltrasoundd(keys=spatial, dicom_frame=dicom_frame),
         EnsureChannelFirstd(keys=spatial, allow_missing_keys=True),
     ]
+    if simulate_clicks and not (guidance and label_key):
+        raise ValueError("simulate_clicks needs guidance=True and a label_key")
     if label_key:
         chain.append(BinarizeMaskd(keys=label_key, allow_missing_keys=True))
         if keep_original_label:
             chain.append(CopyItemsd(keys=label_key, names=ORIGINAL_LABEL_KEY, allow_missing_keys=True))
+    if guidance:
+        if simulate_clicks:
+            chain.append(SimulateClicksd(keys=label_key))
+        chain.append(ClickGuidanced(image_key=image_key))
+        spatial.append(GUIDANCE_KEY)
     if crop_to_us_region:
         chain.append(UltrasoundRegionCropd(keys=spatial, image_key=image_key))
     if in_channels == 1:
@@ -88,7 +101,8 @@ def deterministic_transforms(
     if class_key:
         chain.append(EnsureClassd(keys=class_key, num_classes=num_classes, image_key=image_key))
     chain.append(ScaleIntensityd(keys=image_key, minv=0.0, maxv=1.0))
-    modes: Sequence[str] = ["bilinear", "nearest"][: len(spatial)]
+    modes: Sequence[str] = ["bilinear"] + ["nearest"] * bool(label_key) + ["bilinear"] * guidance
+    anti_aliasing = [True] + [False] * (len(spatial) - 1)
     if image_size is not None:
         chain.append(
             Resized(
@@ -96,7 +110,7 @@ def deterministic_transforms(
                 spatial_size=image_size,
                 size_mode="longest",
                 mode=modes,
-                anti_aliasing=[True, False][: len(spatial)],
+                anti_aliasing=anti_aliasing,
                 allow_missing_keys=True,
             )
         )
@@ -105,4 +119,6 @@ def deterministic_transforms(
     elif pad:
         chain.append(DivisiblePadd(keys=spatial, k=SIZE_MULTIPLE, allow_missing_keys=True))
     chain.append(EnsureTyped(keys=spatial, dtype="float32", allow_missing_keys=True))
+    if guidance:
+        chain.append(AppendGuidanced(image_key=image_key))
     return chain
