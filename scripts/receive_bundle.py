@@ -1,6 +1,6 @@
 """The receiving side of a shared bundle: unpack and verify, review the configs, then run.
 
-    python scripts/receive_bundle.py unpack --archive munet_ultrasound_v0.1.0.zip --destination /data/bundles/munet \\
+    python scripts/receive_bundle.py unpack --archive munet_ultrasound_v0.2.0.zip --destination /data/bundles/munet \\
         [--expected_sha256 <hash sent by the sender>]
     python scripts/receive_bundle.py review --bundle_root /data/bundles/munet/munet_ultrasound
     python scripts/receive_bundle.py verify --bundle_root /data/bundles/munet/munet_ultrasound

@@ -19,6 +19,13 @@ __all__ = ["PACKAGED", "bundle_files", "bake_overrides", "export_torchscript", "
 PACKAGED = ("configs", "docs", "bundle", "scripts", "LICENSE", "README.md", "requirements.txt",
             "requirements-monailabel.txt", "constraints.txt")
 _SKIP_PARTS = {"__pycache__", ".pytest_cache"}
+#: what a running MONAI Label server writes into its app folder (logs, downloads), not shared
+_APP_RUNTIME = tuple(Path("bundle/monailabel_app") / d for d in ("logs", "bin", "lib", "model"))
+
+
+def _shared(relative: Path) -> bool:
+    return not _SKIP_PARTS & set(relative.parts) and relative.suffix != ".pyc" and not any(
+        relative.is_relative_to(d) for d in _APP_RUNTIME)
 
 
 def bundle_files(root: Path) -> List[Path]:
@@ -29,8 +36,7 @@ def bundle_files(root: Path) -> List[Path]:
         if path.is_file():
             files.append(Path(entry))
         elif path.is_dir():
-            files += [p.relative_to(root) for p in sorted(path.rglob("*"))
-                      if p.is_file() and not _SKIP_PARTS & set(p.parts) and p.suffix != ".pyc"]
+            files += [p.relative_to(root) for p in sorted(path.rglob("*")) if p.is_file() and _shared(p.relative_to(root))]
     return files
 
 

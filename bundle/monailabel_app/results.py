@@ -1,0 +1,38 @@
+"""Turn the bundle's inference output into what MONAI Label returns: a label file and JSON."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any, Dict, Mapping, Sequence, Tuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["write_label", "result_json"]
+
+
+def write_label(prob: Any, threshold: float, label_value: int) -> Tuple[str, int]:
+    """Write the thresholded best mask ([1, rows, cols] or [rows, cols] probabilities) as an 8-bit PNG.
+
+    MONAI Label's own writer goes through ITK, which transposes 2D arrays and cannot write a float
+    PNG; PIL writes (rows, cols) as the image is stored. Returns the path and the lesion pixel count.
+    """
+    array = torch.as_tensor(prob).detach().float().cpu().numpy()
+    array = array[0] if array.ndim == 3 else array
+    mask = (array >= threshold).astype(np.uint8) * np.uint8(label_value)
+    path = tempfile.NamedTemporaryFile(suffix=".png", delete=False).name
+    Image.fromarray(mask).save(path)
+    return path, int((mask > 0).sum())
+
+
+def result_json(class_prob: Any, class_names: Sequence[str], lesion_pixels: int, shape: Sequence[int], clicks: Mapping[str, int]) -> Dict[str, Any]:
+    """The JSON part of the answer: class probabilities, predicted class, mask size, clicks used."""
+    probs = [float(p) for p in torch.as_tensor(class_prob).flatten()]
+    return {
+        "class_probabilities": {name: round(p, 6) for name, p in zip(class_names, probs)},
+        "class_prediction": class_names[int(np.argmax(probs))],
+        "lesion_pixels": lesion_pixels,
+        "label_shape": [int(s) for s in shape],
+        "clicks": dict(clicks),
+    }
