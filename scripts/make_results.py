@@ -84,7 +84,8 @@ def _false_positive_rate(pred_dir: Path) -> float:
 class Study:
     """One results study: data, runs, and the report."""
 
-    def __init__(self, busi_dir: str, output_dir: str, docs_dir: str, settings: Dict, limit_per_split: Optional[int]) -> None:
+    def __init__(self, busi_dir: str, output_dir: str, docs_dir: str, settings: Dict, limit_per_split: Optional[int], report_only: bool = False) -> None:
+        self.report_only = report_only
         self.out = Path(output_dir).resolve()
         self.docs = Path(docs_dir).resolve()
         self.runs_dir = self.docs / "results" / "runs"
@@ -119,6 +120,8 @@ class Study:
         record_path = self.runs_dir / f"{run}.json"
         if record_path.is_file():
             return json.loads(record_path.read_text())
+        if self.report_only:
+            return None
         root = self.out / run
         values = {"bundle_root": str(root), "dataset_dir": str(self.data), "seed": seed,
                   "max_epochs": self.settings["epochs"], "batch_size": self.settings["batch_size"],
@@ -162,6 +165,9 @@ class Study:
         path = self.runs_dir / f"{run}.json"
         if path.is_file():
             return json.loads(path.read_text())
+        missing = [b for b in bundles if not (Path(b) / "models" / "model.pt").is_file()]
+        if self.report_only or missing:
+            return None
         record = {"name": run, "bundles": [Path(b).name for b in bundles], "inference": inference, **self.predict(run, bundles, network, **inference)}
         path.write_text(json.dumps(record, indent=1))
         return record
@@ -220,31 +226,48 @@ def main(
     seeds: Sequence[int] = (0, 1, 2),
     multiscale_sizes: Sequence[int] = (96, 128, 160),
     limit_per_split: Optional[int] = None,
+    table_ii_seeds: Optional[Sequence[int]] = None,
+    report_only: bool = False,
 ) -> None:
-    """Train every row, evaluate, and write ``<docs_dir>/results.md`` with plots."""
+    """Train every row, evaluate, and write ``<docs_dir>/results.md`` with plots.
+
+    ``table_ii_seeds`` (default: ``seeds``) trains Table II's extra rows on fewer seeds when the
+    budget is short (the ensembles need two or more). ``report_only`` trains nothing: it writes
+    the report from the finished runs, marking the others as not run.
+    """
     settings = {"image_size": image_size, "base_channels": base_channels, "epochs": epochs, "batch_size": batch_size,
                 "patience": patience, "multiscale_sizes": list(multiscale_sizes), "limit_per_split": limit_per_split}
-    study = Study(busi_dir, output_dir, docs_dir, settings, limit_per_split)
+    study = Study(busi_dir, output_dir, docs_dir, settings, limit_per_split, report_only=report_only)
     seeds = [int(s) for s in seeds]
-    table_i = {name: [study.train(name, recipe, s) for s in seeds] for name, recipe in TABLE_I.items()}
-    table_ii = {name: (table_i["MUNet (paper encoder)"] if not recipe else [study.train(name, recipe, s) for s in seeds])
+    seeds_ii = [int(s) for s in (table_ii_seeds if table_ii_seeds is not None else seeds)]
+
+    def done(records: List[Optional[Dict]]) -> List[Dict]:
+        return [r for r in records if r is not None]
+
+    table_i = {name: done([study.train(name, recipe, s) for s in seeds]) for name, recipe in TABLE_I.items()}
+    table_ii = {name: (table_i["MUNet (paper encoder)"] if not recipe else done([study.train(name, recipe, s) for s in seeds_ii]))
                 for name, recipe in TABLE_II.items()}
     paper = study.network_values({})
-    hem_roots = [str(study.out / f"{_slug('+ hard example mining')}_seed{s}") for s in seeds]
-    ms_roots = [str(study.out / f"{_slug('+ multi-scale training')}_seed{s}") for s in seeds]
+    hem_roots = [str(study.out / f"{_slug('+ hard example mining')}_seed{s}") for s in seeds_ii]
+    ms_roots = [str(study.out / f"{_slug('+ multi-scale training')}_seed{s}") for s in seeds_ii]
     extra = {
-        "+ ensemble": [study.derived("ensemble_hem", hem_roots, paper)],
-        "+ multi-scale (training and inference)": [study.derived("ensemble_hem_multiscale", ms_roots, paper, inference_scales=[0.75, 1.0, 1.25], inference_flips=True)],
+        "+ ensemble": done([study.derived("ensemble_hem", hem_roots, paper)]),
+        "+ multi-scale (training and inference)": done([study.derived("ensemble_hem_multiscale", ms_roots, paper, inference_scales=[0.75, 1.0, 1.25], inference_flips=True)]),
     }
     base_roots = [str(study.out / f"{_slug('MUNet (paper encoder)')}_seed{s}") for s in seeds]
-    fusion = {mode: [study.derived(f"fusion_{mode}_seed{s}", [root], {**paper, "fusion": mode}) for s, root in zip(seeds, base_roots)]
+    fusion = {mode: done([study.derived(f"fusion_{mode}_seed{s}", [root], {**paper, "fusion": mode}) for s, root in zip(seeds, base_roots)])
               for mode in ("mean", "finest")}
     fusion["area (paper eq. 1-2)"] = table_i["MUNet (paper encoder)"]
-    write_report(study, table_i, {**table_ii, **extra}, fusion, seeds)
+    settings["table_ii_seeds"] = seeds_ii
+    ms_single = table_ii.pop("+ multi-scale training")
+    ordered = {**table_ii, **extra, "(multi-scale training, single models, no ensemble)": ms_single}  # the paper's order
+    write_report(study, table_i, ordered, fusion, seeds)
 
 
 def _row(name: str, records: List[Dict], with_time: bool = True) -> str:
     """One table row: mean ± std of each metric over the records (seeds); training minutes when asked."""
+    if not records:
+        return f"| {name} | not run (CPU budget) |" + " |" * (6 if with_time else 5)
     cells = [_fmt([r.get(k) for r in records]) for k in ("dice", "sensitivity", "specificity", "accuracy", "auc", "normal_fpr")]
     if with_time:
         times = [r["train_seconds"] / 60 for r in records if "train_seconds" in r]
@@ -267,7 +290,8 @@ def write_report(study: Study, table_i: Dict, table_ii: Dict, fusion: Dict, seed
         "# Results on BUSI (breast ultrasound)",
         "",
         f"Made by `python scripts/make_results.py --busi_dir ../shared/data/busi --image_size {s['image_size']} "
-        f"--base_channels {s['base_channels']} --epochs {s['epochs']} --batch_size {s['batch_size']} --seeds \"{seeds}\"`"
+        f"--base_channels {s['base_channels']} --epochs {s['epochs']} --batch_size {s['batch_size']} --patience {s['patience']} "
+        f"--seeds \"{seeds}\" --table_ii_seeds \"{s.get('table_ii_seeds', seeds)}\" --multiscale_sizes \"{s['multiscale_sizes']}\"`"
         + (f" `--limit_per_split {s['limit_per_split']}`" if s["limit_per_split"] else "") + ".",
         "",
         f"Test split: {len(study.test_items)} benign + malignant images; {len(study.normal_items)} normal images for the false-positive rate "
@@ -287,6 +311,8 @@ def write_report(study: Study, table_i: Dict, table_ii: Dict, fusion: Dict, seed
     # ROC curves of Table I (first seed)
     plt.figure(figsize=(5, 5))
     for name, records in table_i.items():
+        if not records:
+            continue
         cases = records[0]["cases"]
         labels = [c["class"] for c in cases]
         if len(set(labels)) == 2:
@@ -303,7 +329,7 @@ def write_report(study: Study, table_i: Dict, table_ii: Dict, fusion: Dict, seed
     # training curves
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
     for name, records in table_i.items():
-        history = records[0].get("history", {})
+        history = records[0].get("history", {}) if records else {}
         for axis, key in zip(axes, ("train_loss", "val_dice", "val_auc")):
             if history.get(key):
                 axis.plot(range(1, len(history[key]) + 1), history[key], label=name)
@@ -314,9 +340,12 @@ def write_report(study: Study, table_i: Dict, table_ii: Dict, fusion: Dict, seed
     plt.savefig(figures / "training_curves.png", dpi=110)
     plt.close()
     # grid of test images with ground truth (green) and prediction (red) contours
-    _grid(study, figures / "test_grid.png", f"{_slug('MUNet (paper encoder)')}_seed{seeds[0]}")
+    _grid(study, figures / "test_grid.png", f"{_slug('MUNet (paper encoder)')}_seed{seeds[0]}")  # kept if not rebuilt
     lines += ["", "## Plots", "", "![ROC curves](results/roc.png)", "", "![Training curves](results/training_curves.png)", "",
               "![Test images: ground truth green, MUNet red](results/test_grid.png)", ""]
+    discussion = study.docs / "results" / "discussion.md"
+    if discussion.is_file():  # the hand-written reading of these numbers, kept beside the runs
+        lines += [discussion.read_text().strip(), ""]
     (study.docs / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -325,6 +354,8 @@ def _grid(study: Study, path: Path, run: str, count: int = 8) -> None:
     from scipy import ndimage
 
     pred_dir = study.out / "predictions" / run / "test"
+    if not (pred_dir / "predictions.csv").is_file():
+        return
     rows = {Path(r["image"]).name: r for r in csv.DictReader(open(pred_dir / "predictions.csv"))}
     tiles = []
     for item in study.test_items[:count]:
