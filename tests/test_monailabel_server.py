@@ -83,6 +83,10 @@ def served(tmp_path_factory) -> Dict:
         image = data / item["image"]
         shutil.copy(image, studies / image.name)
         truth[image.stem] = data / item["label"]
+    first = content["test"][0]  # one JPEG study too
+    jpeg = studies / f"jpeg_{Path(first['image']).stem}.jpg"
+    Image.open(data / first["image"]).convert("L").save(jpeg, quality=95)
+    truth[jpeg.stem] = data / first["label"]
     dicom = root / "dicom"
     generate_demo_dataset(str(dicom), n_train=2, n_val=0, n_test=0, min_size=70, max_size=100, seed=5, image_format="dicom")
     for item in json.loads((dicom / "datalist.json").read_text())["training"]:
@@ -162,9 +166,13 @@ def test_info_lists_models_labels_and_trainers(served):
     assert any(name.startswith("us_case") for name in images), "the .dcm studies are not in the datastore"
 
 
-@pytest.mark.parametrize("kind", ["png", "dicom"])
+_PREFIX = {"png": "case_", "jpeg": "jpeg_", "dicom": "us_"}
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg", "dicom"])
 def test_automatic_mask_has_the_image_size_and_label_value(served, kind):
-    ids = sorted(i for i in served["truth"] if i.startswith("us_") == (kind == "dicom"))
+    ids = sorted(i for i in served["truth"] if i.startswith(_PREFIX[kind]))
+    assert ids
     for image_id in ids[:2]:
         source = next(p for p in served["studies"].iterdir() if p.name.split(".")[0] == image_id)
         label, result = _infer(served, "munet", image_id)
@@ -176,6 +184,10 @@ def test_automatic_mask_has_the_image_size_and_label_value(served, kind):
         assert result["class_prediction"] in probs
         expected = np.asarray(Image.open(served["bundle_masks"] / f"{image_id}_mask.png")) > 0
         assert np.array_equal(label > 0, expected), f"{image_id}: the server's mask differs from the bundle's inference"
+        if kind == "jpeg":  # the same picture as a PNG study: JPEG compression must not change the mask much
+            as_png = np.asarray(Image.open(served["bundle_masks"] / f"{image_id[len('jpeg_'):]}_mask.png")) > 0
+            agreement = 2 * (as_png & (label > 0)).sum() / (as_png.sum() + (label > 0).sum())
+            assert agreement > 0.9, f"{image_id}: mask agrees with the PNG study's only by Dice {agreement:.2f}"
         if kind == "png":  # the tiny network was trained on PNG cases like these
             truth = _truth(served, image_id)
             dice = 2 * (truth & (label > 0)).sum() / (truth.sum() + (label > 0).sum())
@@ -185,7 +197,7 @@ def test_automatic_mask_has_the_image_size_and_label_value(served, kind):
 def test_clicks_move_the_interactive_mask_toward_them(served):
     # the PNG case where the click-free interactive mask misses the most lesion
     candidates = []
-    for image_id in sorted(i for i in served["truth"] if not i.startswith("us_")):
+    for image_id in sorted(i for i in served["truth"] if i.startswith(_PREFIX["png"])):
         auto, result = _infer(served, "munet_interactive", image_id)
         assert result["clicks"] == {"foreground": 0, "background": 0}
         truth = _truth(served, image_id)
@@ -220,7 +232,7 @@ def test_clicks_move_the_interactive_mask_toward_them(served):
 
 def test_saved_labels_train_a_new_checkpoint(served):
     url, bundle, studies = served["url"], served["bundle"], served["studies"]
-    ids = sorted(served["truth"])[:3] + ["us_case_0000", "us_case_0001"]
+    ids = sorted(i for i in served["truth"] if i.startswith(_PREFIX["png"]))[:3] + ["us_case_0000", "us_case_0001"]
     for n, image_id in enumerate(ids):
         mask = (_truth(served, image_id) * 1).astype(np.uint8)
         buffer = io.BytesIO()
