@@ -267,7 +267,7 @@ def main(
 def _row(name: str, records: List[Dict], with_time: bool = True) -> str:
     """One table row: mean ± std of each metric over the records (seeds); training minutes when asked."""
     if not records:
-        return f"| {name} | not run (CPU budget) |" + " |" * (6 if with_time else 5)
+        return f"| {name} | not run yet (CPU budget) |" + " |" * (6 if with_time else 5)
     cells = [_fmt([r.get(k) for r in records]) for k in ("dice", "sensitivity", "specificity", "accuracy", "auc", "normal_fpr")]
     if with_time:
         times = [r["train_seconds"] / 60 for r in records if "train_seconds" in r]
