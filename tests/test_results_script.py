@@ -34,3 +34,10 @@ def test_results_script_on_a_small_busi_subset(tmp_path):
     # a rerun reuses every finished run instead of training again
     again = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert again.returncode == 0 and (tmp_path / "docs" / "results.md").read_text() == report
+    # --report_only trains nothing: a row whose run file is gone is reported as not run, not retrained
+    (tmp_path / "docs" / "results" / "runs" / "munet_resnet18_seed0.json").unlink()
+    partial = subprocess.run(command + ["--report_only", "True"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert partial.returncode == 0, partial.stderr[-3000:]
+    assert "| MUNet-ResNet18 | not run yet" in (tmp_path / "docs" / "results.md").read_text()
+    assert not (tmp_path / "docs" / "results" / "runs" / "munet_resnet18_seed0.json").exists()
