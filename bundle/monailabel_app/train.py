@@ -58,15 +58,14 @@ class MUNetTrainTask(BundleTrainTask):
         self.description = ("Train the click-guided MUNet (simulated clicks) from the saved labels" if interactive
                              else "Train MUNet (mask, and class where known) from the saved labels")
 
-    def _config_files(self) -> List[str]:
-        files = [os.path.join(self.bundle_path, "configs", "train.json")]
-        if self.interactive:
-            files.append(os.path.join(self.bundle_path, "configs", INTERACTIVE_TRAIN_CONFIG))
-        return files
+    def _config_files(self, path: str) -> List[str]:
+        """train.json, plus train_interactive.json merged over it for the interactive task."""
+        names = ["train.json"] + ([INTERACTIVE_TRAIN_CONFIG] if self.interactive else [])
+        return [os.path.join(path, "configs", name) for name in names]
 
     def _load_bundle_config(self, path: str, config: str) -> ConfigParser:
         parser = ConfigParser()
-        parser.read_config([config] + ([os.path.join(path, "configs", INTERACTIVE_TRAIN_CONFIG)] if self.interactive else []))
+        parser.read_config(self._config_files(path))
         parser.config.update({"bundle_root": path})  # type: ignore[union-attr]
         return parser
 
@@ -128,7 +127,7 @@ class MUNetTrainTask(BundleTrainTask):
             init_id=None,
             final_id=None,
             meta_file=self.bundle_metadata_path,
-            config_file=self._config_files(),
+            config_file=self._config_files(self.bundle_path),
             logging_file=os.path.join(self.bundle_path, "configs", "logging.conf"),
             **overrides,
         )
