@@ -49,6 +49,8 @@ TABLE_II = {
     "+ hard example mining": {"hard_example_mining": True},
     "+ multi-scale training": {"hard_example_mining": True, "_multiscale": True},
 }
+#: Beyond the paper: the paper encoder also trained on the normal (lesion-free) images, empty masks
+NORMALS = {"MUNet (paper encoder), trained with the normal images": {"_with_normals": True}}
 
 
 def _cli(values: Dict) -> List[str]:
@@ -109,6 +111,18 @@ class Study:
 
         return {"pretrained": str(path), "pretrained_sha256": sha256_of(path)}
 
+    def _datalist_with_normals(self) -> Path:
+        """The study's datalist with the normal training images (empty masks, no class) added to ``training``.
+
+        Validation stays benign + malignant only, as for every other row, so model selection is the
+        same and only the training set differs; the focal loss skips the missing class (-1).
+        """
+        path = self.data / "datalist_with_normals.json"
+        content = json.loads((self.data / "datalist.json").read_text())
+        content["training"] = content["training"] + content.get("normal_training", [])
+        path.write_text(json.dumps(content, indent=1))
+        return path
+
     def network_values(self, recipe: Dict) -> Dict:
         values = {k: v for k, v in recipe.items() if not k.startswith("_") and k not in ("hard_example_mining",)}
         values.update(image_size=self.settings["image_size"], base_channels=self.settings["base_channels"])
@@ -132,6 +146,8 @@ class Study:
             values["multiscale_sizes"] = self.settings["multiscale_sizes"]
         if recipe.get("_pretrained"):
             values.update(self._weights())
+        if recipe.get("_with_normals"):
+            values.update(datalist=str(self._datalist_with_normals()), require_lesion=False)
         seconds = run_bundle_command(["run", "training", "--config_file", "configs/train.json", *META, *_cli(values), "--tracking", "mlflow"], root.with_suffix(".train.log"))
         _write_inference_config(root, self.network_values(recipe))  # the run root becomes a bundle an ensemble can load
         record = {"name": name, "seed": seed, "recipe": recipe, "train_seconds": round(seconds, 1), "settings": self.settings}
@@ -258,10 +274,12 @@ def main(
     fusion = {mode: done([study.derived(f"fusion_{mode}_seed{s}", [root], {**paper, "fusion": mode}) for s, root in zip(seeds, base_roots)])
               for mode in ("mean", "finest")}
     fusion["area (paper eq. 1-2)"] = table_i["MUNet (paper encoder)"]
+    normals = {"MUNet (paper encoder), benign + malignant only (Table I)": table_i["MUNet (paper encoder)"]}
+    normals.update({name: done([study.train(name, recipe, s) for s in seeds_ii]) for name, recipe in NORMALS.items()})
     settings["table_ii_seeds"] = seeds_ii
     ms_single = table_ii.pop("+ multi-scale training")
     ordered = {**table_ii, **extra, "(multi-scale training, single models, no ensemble)": ms_single}  # the paper's order
-    write_report(study, table_i, ordered, fusion, seeds)
+    write_report(study, table_i, ordered, fusion, normals, seeds)
 
 
 def _row(name: str, records: List[Dict], with_time: bool = True) -> str:
@@ -275,7 +293,7 @@ def _row(name: str, records: List[Dict], with_time: bool = True) -> str:
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
-def write_report(study: Study, table_i: Dict, table_ii: Dict, fusion: Dict, seeds: List[int]) -> None:
+def write_report(study: Study, table_i: Dict, table_ii: Dict, fusion: Dict, normals: Dict, seeds: List[int]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -308,6 +326,8 @@ def write_report(study: Study, table_i: Dict, table_ii: Dict, fusion: Dict, seed
     lines += ["", "## Fusion of the four branch masks (same trained models, paper encoder)", "",
               "| fusion | Dice | Sen. | Spec. | Acc. | AUC | FPR on normals |", "|---|---|---|---|---|---|---|"]
     lines += [_row(name, records, with_time=False) for name, records in fusion.items()]
+    lines += ["", "## Normal images in training (beyond the paper; paper encoder, seeds of Table II)", "", header]
+    lines += [_row(name, records) for name, records in normals.items()]
     # ROC curves of Table I (first seed)
     plt.figure(figsize=(5, 5))
     for name, records in table_i.items():
