@@ -42,6 +42,11 @@ class MUNetLoss(nn.Module):
         target_resize: how the target mask is brought to each branch's size: ``"area"`` (soft
             targets, no aliasing of thin lesions) or ``"nearest"`` (binary targets).
         class_weight_in_loss: multiply the class term by this (0 trains segmentation only).
+        dice_batch: compute each branch's Dice over the whole batch instead of per image
+            (MONAI ``DiceLoss(batch=True)``, as nnU-Net does). Needed when training on lesion-free
+            images: the per-image Dice of an empty mask is ``smooth / (sum(pred) + smooth)``, about 1
+            for any prediction and with no gradient, so false positives on normal images go
+            unpenalised; over the batch they enlarge the denominator and are pushed down.
     """
 
     def __init__(
@@ -51,13 +56,14 @@ class MUNetLoss(nn.Module):
         focal_alpha: Optional[Union[float, Sequence[float]]] = None,
         target_resize: str = "area",
         class_weight_in_loss: float = 1.0,
+        dice_batch: bool = False,
     ) -> None:
         super().__init__()
         if target_resize not in ("area", "nearest"):
             raise ValueError(f"target_resize must be 'area' or 'nearest', got {target_resize!r}")
         alpha = list(focal_alpha) if isinstance(focal_alpha, (list, tuple)) else focal_alpha
         self.focal = FocalLoss(to_onehot_y=True, use_softmax=True, gamma=focal_gamma, alpha=alpha, reduction="none")
-        self.dice = DiceLoss(sigmoid=True, reduction="none")
+        self.dice = DiceLoss(sigmoid=True, reduction="none", batch=dice_batch)
         self.lambda_dice = lambda_dice
         self.target_resize = target_resize
         self.class_weight_in_loss = class_weight_in_loss

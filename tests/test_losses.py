@@ -199,3 +199,23 @@ def test_out_of_range_class_raises() -> None:
 def test_label_count_mismatch_raises() -> None:
     with pytest.raises(ValueError, match="class labels"):
         _class_loss(MUNetLoss(), LOGITS, np.array([0, 1]))
+
+
+# --------------------------------------------------------------------------- empty masks (normal images)
+
+
+def test_batch_dice_penalises_false_positives_on_an_empty_mask() -> None:
+    """Per-image Dice gives a lesion-free image ~no gradient; batch Dice pushes its false positives down."""
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[0, :, 2:6, 2:6] = 1.0  # image 0 has a lesion, image 1 is normal (empty mask)
+    grads = {}
+    for batch in (False, True):
+        logits = torch.zeros(2, 1, 8, 8, requires_grad=True)  # p = 0.5 everywhere: false positives on image 1
+        loss = MUNetLoss(lambda_dice=1.0, dice_batch=batch)
+        loss({"mask_stride1": logits, "class_logits": torch.zeros(2, 2)}, mask).backward()
+        grads[batch] = logits.grad[1].abs().sum().item()
+    assert grads[False] < 1e-6  # per-image Dice: the normal image's prediction is not trained at all
+    assert grads[True] > 1e-3  # batch Dice: it is, and toward lower logits
+    logits = torch.zeros(2, 1, 8, 8, requires_grad=True)
+    MUNetLoss(lambda_dice=1.0, dice_batch=True)({"mask_stride1": logits, "class_logits": torch.zeros(2, 2)}, mask).backward()
+    assert bool((logits.grad[1] > 0).all())  # gradient descent lowers the normal image's logits
