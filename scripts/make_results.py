@@ -50,7 +50,13 @@ TABLE_II = {
     "+ multi-scale training": {"hard_example_mining": True, "_multiscale": True},
 }
 #: Beyond the paper: the paper encoder also trained on the normal (lesion-free) images, empty masks
-NORMALS = {"MUNet (paper encoder), trained with the normal images": {"_with_normals": True}}
+#: (per-image Dice cannot penalise false positives on an empty mask; batch Dice can, see MUNetLoss)
+NORMALS = {
+    "MUNet (paper encoder), trained with the normal images": {"_with_normals": True},
+    "MUNet (paper encoder), trained with the normal images, batch Dice": {"_with_normals": True, "dice_batch": True},
+}
+#: recipe keys that change training only (not the network, so not the inference config)
+TRAINING_ONLY = ("hard_example_mining", "dice_batch")
 
 
 def _cli(values: Dict) -> List[str]:
@@ -81,6 +87,12 @@ def _false_positive_rate(pred_dir: Path) -> float:
     """Share of normal (lesion-free) images where the network marked any lesion pixel."""
     rows = list(csv.DictReader(open(pred_dir / "predictions.csv")))
     return float(np.mean([int(r["lesion_pixels"]) > 0 for r in rows])) if rows else float("nan")
+
+
+def _normal_area(pred_dir: Path) -> float:
+    """Mean share of a normal image's pixels marked as lesion: how much, where the FPR says whether."""
+    rows = list(csv.DictReader(open(pred_dir / "predictions.csv")))
+    return float(np.mean([(np.asarray(Image.open(r["mask"])) > 0).mean() for r in rows])) if rows else float("nan")
 
 
 class Study:
@@ -124,7 +136,7 @@ class Study:
         return path
 
     def network_values(self, recipe: Dict) -> Dict:
-        values = {k: v for k, v in recipe.items() if not k.startswith("_") and k not in ("hard_example_mining",)}
+        values = {k: v for k, v in recipe.items() if not k.startswith("_") and k not in TRAINING_ONLY}
         values.update(image_size=self.settings["image_size"], base_channels=self.settings["base_channels"])
         return values
 
@@ -140,8 +152,7 @@ class Study:
         values = {"bundle_root": str(root), "dataset_dir": str(self.data), "seed": seed,
                   "max_epochs": self.settings["epochs"], "batch_size": self.settings["batch_size"],
                   "early_stop_patience": self.settings["patience"], "require_lesion": True, **self.network_values(recipe)}
-        if recipe.get("hard_example_mining"):
-            values["hard_example_mining"] = True
+        values.update({key: recipe[key] for key in TRAINING_ONLY if key in recipe})
         if recipe.get("_multiscale"):
             values["multiscale_sizes"] = self.settings["multiscale_sizes"]
         if recipe.get("_pretrained"):
@@ -174,6 +185,7 @@ class Study:
                 results["infer_seconds"] = round(seconds, 1)
             else:
                 results["normal_fpr"] = _false_positive_rate(pred_dir)
+                results["normal_area"] = _normal_area(pred_dir)
         return results
 
     def derived(self, run: str, bundles: List[str], network: Dict, **inference: object) -> Dict:
@@ -285,8 +297,8 @@ def main(
 def _row(name: str, records: List[Dict], with_time: bool = True) -> str:
     """One table row: mean ± std of each metric over the records (seeds); training minutes when asked."""
     if not records:
-        return f"| {name} | not run yet (CPU budget) |" + " |" * (6 if with_time else 5)
-    cells = [_fmt([r.get(k) for r in records]) for k in ("dice", "sensitivity", "specificity", "accuracy", "auc", "normal_fpr")]
+        return f"| {name} | not run yet (CPU budget) |" + " |" * (7 if with_time else 6)
+    cells = [_fmt([r.get(k) for r in records]) for k in ("dice", "sensitivity", "specificity", "accuracy", "auc", "normal_fpr", "normal_area")]
     if with_time:
         times = [r["train_seconds"] / 60 for r in records if "train_seconds" in r]
         cells.append(_fmt(times) if times else "(evaluation only)")
@@ -303,7 +315,7 @@ def write_report(study: Study, table_i: Dict, table_ii: Dict, fusion: Dict, norm
     figures = study.docs / "results"
     figures.mkdir(parents=True, exist_ok=True)
     s = study.settings
-    header = "| model | Dice | Sen. | Spec. | Acc. | AUC | FPR on normals | train min |\n|---|---|---|---|---|---|---|---|"
+    header = "| model | Dice | Sen. | Spec. | Acc. | AUC | FPR on normals | area on normals | train min |\n|---|---|---|---|---|---|---|---|---|"
     lines = [
         "# Results on BUSI (breast ultrasound)",
         "",
@@ -313,7 +325,7 @@ def write_report(study: Study, table_i: Dict, table_ii: Dict, fusion: Dict, norm
         + (f" `--limit_per_split {s['limit_per_split']}`" if s["limit_per_split"] else "") + ".",
         "",
         f"Test split: {len(study.test_items)} benign + malignant images; {len(study.normal_items)} normal images for the false-positive rate "
-        "(share of normal images with any predicted lesion pixel). Mean ± standard deviation over seeds "
+        "(share of normal images with any predicted lesion pixel; area on normals: mean share of their pixels marked as lesion). Mean ± standard deviation over seeds "
         f"{seeds}. Budget: 2 CPU cores, no GPU; images {s['image_size']} px (longest side), "
         f"paper encoder width {s['base_channels']}, at most {s['epochs']} epochs with early stopping (patience {s['patience']}) "
         "on validation Dice + AUC. Sensitivity/specificity: malignant is positive, threshold 0.5.",
@@ -324,7 +336,7 @@ def write_report(study: Study, table_i: Dict, table_ii: Dict, fusion: Dict, norm
     lines += ["", "## Table II: the tricks, one at a time (paper encoder)", "", header]
     lines += [_row(name, records) for name, records in table_ii.items()]
     lines += ["", "## Fusion of the four branch masks (same trained models, paper encoder)", "",
-              "| fusion | Dice | Sen. | Spec. | Acc. | AUC | FPR on normals |", "|---|---|---|---|---|---|---|"]
+              "| fusion | Dice | Sen. | Spec. | Acc. | AUC | FPR on normals | area on normals |", "|---|---|---|---|---|---|---|---|"]
     lines += [_row(name, records, with_time=False) for name, records in fusion.items()]
     lines += ["", "## Normal images in training (beyond the paper; paper encoder, seeds of Table II)", "", header]
     lines += [_row(name, records) for name, records in normals.items()]
