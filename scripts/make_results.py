@@ -233,13 +233,13 @@ def _history(root: Path) -> Dict[str, List[float]]:
     return history
 
 
-def _fmt(values: Sequence[float]) -> str:
+def _fmt(values: Sequence[float], digits: int = 3) -> str:
     values = [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))]
     if not values:
         return "n/a"
     if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
 def main(
@@ -301,7 +301,7 @@ def _row(name: str, records: List[Dict], with_time: bool = True) -> str:
     cells = [_fmt([r.get(k) for r in records]) for k in ("dice", "sensitivity", "specificity", "accuracy", "auc", "normal_fpr", "normal_area")]
     if with_time:
         times = [r["train_seconds"] / 60 for r in records if "train_seconds" in r]
-        cells.append(_fmt(times) if times else "(evaluation only)")
+        cells.append(_fmt(times, digits=1) if times else "(evaluation only)")
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
