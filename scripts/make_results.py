@@ -83,16 +83,12 @@ def _case_metrics(pred_dir: Path, items: List[Dict]) -> Dict:
     return result
 
 
-def _false_positive_rate(pred_dir: Path) -> float:
-    """Share of normal (lesion-free) images where the network marked any lesion pixel."""
-    rows = list(csv.DictReader(open(pred_dir / "predictions.csv")))
-    return float(np.mean([int(r["lesion_pixels"]) > 0 for r in rows])) if rows else float("nan")
-
-
-def _normal_area(pred_dir: Path) -> float:
-    """Mean share of a normal image's pixels marked as lesion: how much, where the FPR says whether."""
-    rows = list(csv.DictReader(open(pred_dir / "predictions.csv")))
-    return float(np.mean([(np.asarray(Image.open(r["mask"])) > 0).mean() for r in rows])) if rows else float("nan")
+def _normal_image_findings(pred_dir: Path) -> Dict[str, float]:
+    """On lesion-free images: the share with any lesion pixel (FPR) and the mean share of pixels marked."""
+    marked = [(np.asarray(Image.open(r["mask"])) > 0).mean() for r in csv.DictReader(open(pred_dir / "predictions.csv"))]
+    if not marked:
+        return {"normal_fpr": float("nan"), "normal_area": float("nan")}
+    return {"normal_fpr": float(np.mean([m > 0 for m in marked])), "normal_area": float(np.mean(marked))}
 
 
 class Study:
@@ -184,8 +180,7 @@ class Study:
                 results.update(_case_metrics(pred_dir, items))
                 results["infer_seconds"] = round(seconds, 1)
             else:
-                results["normal_fpr"] = _false_positive_rate(pred_dir)
-                results["normal_area"] = _normal_area(pred_dir)
+                results.update(_normal_image_findings(pred_dir))
         return results
 
     def derived(self, run: str, bundles: List[str], network: Dict, **inference: object) -> Dict:
@@ -294,11 +289,21 @@ def main(
     write_report(study, table_i, ordered, fusion, normals, seeds)
 
 
+#: the report's metric columns: record key -> column title
+COLUMNS = {"dice": "Dice", "sensitivity": "Sen.", "specificity": "Spec.", "accuracy": "Acc.", "auc": "AUC",
+           "normal_fpr": "FPR on normals", "normal_area": "area on normals"}
+
+
+def _header(first: str, with_time: bool = True) -> str:
+    titles = [first, *COLUMNS.values()] + (["train min"] if with_time else [])
+    return "| " + " | ".join(titles) + " |\n" + "|---" * len(titles) + "|"
+
+
 def _row(name: str, records: List[Dict], with_time: bool = True) -> str:
     """One table row: mean ± std of each metric over the records (seeds); training minutes when asked."""
     if not records:
-        return f"| {name} | not run yet (CPU budget) |" + " |" * (7 if with_time else 6)
-    cells = [_fmt([r.get(k) for r in records]) for k in ("dice", "sensitivity", "specificity", "accuracy", "auc", "normal_fpr", "normal_area")]
+        return f"| {name} | not run yet (CPU budget) |" + " |" * (len(COLUMNS) + with_time - 1)
+    cells = [_fmt([r.get(k) for r in records]) for k in COLUMNS]
     if with_time:
         times = [r["train_seconds"] / 60 for r in records if "train_seconds" in r]
         cells.append(_fmt(times, digits=1) if times else "(evaluation only)")
@@ -315,7 +320,7 @@ def write_report(study: Study, table_i: Dict, table_ii: Dict, fusion: Dict, norm
     figures = study.docs / "results"
     figures.mkdir(parents=True, exist_ok=True)
     s = study.settings
-    header = "| model | Dice | Sen. | Spec. | Acc. | AUC | FPR on normals | area on normals | train min |\n|---|---|---|---|---|---|---|---|---|"
+    header = _header("model")
     lines = [
         "# Results on BUSI (breast ultrasound)",
         "",
@@ -336,7 +341,7 @@ def write_report(study: Study, table_i: Dict, table_ii: Dict, fusion: Dict, norm
     lines += ["", "## Table II: the tricks, one at a time (paper encoder)", "", header]
     lines += [_row(name, records) for name, records in table_ii.items()]
     lines += ["", "## Fusion of the four branch masks (same trained models, paper encoder)", "",
-              "| fusion | Dice | Sen. | Spec. | Acc. | AUC | FPR on normals | area on normals |", "|---|---|---|---|---|---|---|---|"]
+              _header("fusion", with_time=False)]
     lines += [_row(name, records, with_time=False) for name, records in fusion.items()]
     lines += ["", "## Normal images in training (beyond the paper; paper encoder, seeds of Table II)", "", header]
     lines += [_row(name, records) for name, records in normals.items()]
