@@ -2,6 +2,12 @@
 
     L = L_cls + lambda * sum_k (1 - Dice(sigmoid(v_k), v resized to v_k's size)),   lambda = 0.25
 
+Beyond the paper, a network with a presence head (``lesion_logit``) adds
+``lambda_presence * BCE(lesion_logit, mask has any lesion pixel)``, and its per-image Dice terms
+are then averaged over the images that hold a lesion only: on an empty mask the per-image Dice is
+about 1 whatever is predicted and has no gradient, so counting those images only dilutes the
+lesion images' gradient; saying "no lesion" is the presence logit's job.
+
 ``L_cls`` is MONAI's softmax ``FocalLoss`` (alpha, gamma configurable; alpha may be per-class
 weights for cost-sensitive learning) and each Dice term is MONAI's ``DiceLoss``. A sample whose
 class label is missing (negative, as ``prepare_batch`` fills in when MONAI Label sends only image
@@ -18,7 +24,7 @@ import torch.nn.functional as F
 from monai.losses import DiceLoss, FocalLoss
 from torch import nn
 
-from .networks.munet import BRANCH_PREFIX, CLASS_KEY
+from .networks.munet import BRANCH_PREFIX, CLASS_KEY, PRESENCE_KEY
 
 __all__ = ["MUNetLoss", "MISSING_CLASS", "branch_logits"]
 
@@ -47,6 +53,7 @@ class MUNetLoss(nn.Module):
             images: the per-image Dice of an empty mask is ``smooth / (sum(pred) + smooth)``, about 1
             for any prediction and with no gradient, so false positives on normal images go
             unpenalised; over the batch they enlarge the denominator and are pushed down.
+        lambda_presence: weight of the presence term (networks with a presence head only).
     """
 
     def __init__(
@@ -57,6 +64,7 @@ class MUNetLoss(nn.Module):
         target_resize: str = "area",
         class_weight_in_loss: float = 1.0,
         dice_batch: bool = False,
+        lambda_presence: float = 1.0,
     ) -> None:
         super().__init__()
         if target_resize not in ("area", "nearest"):
@@ -67,6 +75,8 @@ class MUNetLoss(nn.Module):
         self.lambda_dice = lambda_dice
         self.target_resize = target_resize
         self.class_weight_in_loss = class_weight_in_loss
+        self.dice_batch = dice_batch
+        self.lambda_presence = lambda_presence
         self.last_components: Dict[str, torch.Tensor] = {}
 
     def forward(
@@ -91,9 +101,16 @@ class MUNetLoss(nn.Module):
         mask = mask.float()
         parts: Dict[str, torch.Tensor] = {}
         dice_total = mask.new_zeros(())
+        has_lesion = mask.flatten(1).amax(dim=1) > 0.5
+        presence = outputs.get(PRESENCE_KEY)
         for key, logits in ((k, v) for k, v in outputs.items() if k.startswith(BRANCH_PREFIX)):
             resized = self._resize_target(mask, logits.shape[-2:])
-            branch = self.dice(logits, resized).mean()
+            per_image = self.dice(logits, resized)
+            if presence is not None and not self.dice_batch:  # empty masks: the presence term's job
+                weights = has_lesion.to(per_image.dtype).reshape(-1, *([1] * (per_image.dim() - 1)))
+                branch = (per_image * weights).sum() / weights.sum().clamp_min(1.0)
+            else:
+                branch = per_image.mean()
             parts[f"dice_loss_{key}"] = branch.detach()
             dice_total = dice_total + branch
         if not parts:
@@ -102,6 +119,10 @@ class MUNetLoss(nn.Module):
         parts["class_loss"] = class_loss.detach()
         parts["dice_loss"] = dice_total.detach()
         parts["loss"] = self.class_weight_in_loss * class_loss + self.lambda_dice * dice_total
+        if presence is not None:
+            presence_loss = F.binary_cross_entropy_with_logits(presence.reshape(-1).float(), has_lesion.float())
+            parts["presence_loss"] = presence_loss.detach()
+            parts["loss"] = parts["loss"] + self.lambda_presence * presence_loss
         return parts
 
     def _resize_target(self, mask: torch.Tensor, size: torch.Size) -> torch.Tensor:

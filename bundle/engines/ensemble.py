@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from ..networks.munet import CLASS_KEY, MASK_KEY
+from ..networks.munet import CLASS_KEY, MASK_KEY, PRESENCE_KEY
 
 __all__ = ["BundleEnsemble", "combine"]
 
@@ -33,6 +33,9 @@ def combine(outputs: Sequence[Dict[str, torch.Tensor]], weights: Sequence[float]
     if all(CLASS_KEY in out for out in outputs):
         prob = sum(float(w) * torch.softmax(out[CLASS_KEY].float(), dim=1) for w, out in zip(lam, outputs))
         result[CLASS_KEY] = torch.log(prob.clamp_min(1e-8))
+    if all(PRESENCE_KEY in out for out in outputs):
+        present = sum(float(w) * torch.sigmoid(out[PRESENCE_KEY].float()) for w, out in zip(lam, outputs))
+        result[PRESENCE_KEY] = torch.logit(present, eps=1e-6)
     return result
 
 

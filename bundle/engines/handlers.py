@@ -18,7 +18,7 @@ from PIL import Image
 from scipy import ndimage
 
 from .metrics import MUNetMetrics
-from .postprocessing import CLASS_PROB_KEY
+from .postprocessing import CLASS_PROB_KEY, LESION_PROB_KEY
 
 __all__ = ["TrainingProgress", "MetricsWriter", "PredictionWriter"]
 
@@ -71,7 +71,7 @@ class TrainingProgress:
             return
         parts = {"loss": float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)}
         components = getattr(self.loss_function, "last_components", None) or {}
-        parts.update({k: float(v) for k, v in components.items() if k in ("class_loss", "dice_loss")})
+        parts.update({k: float(v) for k, v in components.items() if k in ("class_loss", "dice_loss", "presence_loss")})
         for key, value in parts.items():
             self._sums[key] = self._sums.get(key, 0.0) + value
         self._count += 1
@@ -225,6 +225,9 @@ class PredictionWriter:
         save_kwargs = {"dpi": (25.4 / spacing[1], 25.4 / spacing[0])} if spacing else {}
         Image.fromarray((mask * 255).astype(np.uint8)).save(mask_path, **save_kwargs)
         row: Dict[str, Any] = {"image": source, "mask": str(mask_path), "lesion_pixels": int(mask.sum())}
+        if LESION_PROB_KEY in sample:  # a presence head: its decision, and the probability behind it
+            row["lesion_prob"] = round(float(sample[LESION_PROB_KEY]), 6)
+        row["finding"] = "lesion" if mask.any() else "no lesion"
         if spacing:
             row.update(spacing_row_mm=spacing[0], spacing_col_mm=spacing[1],
                        lesion_area_mm2=round(float(mask.sum()) * spacing[0] * spacing[1], 3))

@@ -18,7 +18,7 @@ from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced
 from monai.metrics import compute_dice, compute_roc_auc
 
-from .postprocessing import CLASS_LABEL_KEY, CLASS_PROB_KEY
+from .postprocessing import CLASS_LABEL_KEY, CLASS_PROB_KEY, LESION_PROB_KEY
 
 __all__ = ["MUNetMetrics", "classification_metrics", "binary_dice"]
 
@@ -69,6 +69,9 @@ class MUNetMetrics(Metric):
     ``compute`` returns a dict whose items Ignite copies into ``engine.state.metrics`` with
     ``prefix``: ``dice``, ``dice_mask_strideN`` per branch, ``sensitivity``, ``specificity``,
     ``accuracy``, ``auc`` and ``score`` (mean of Dice and AUC; Dice alone when AUC is undefined).
+    With lesion-free cases (empty masks), ``dice`` counts each of them as 1 when nothing is marked
+    and 0 otherwise, and ``dice_lesion`` (lesion cases only) and ``normal_fpr`` (share of
+    lesion-free cases with any marked pixel) are added.
     Under DDP, every rank's cases are gathered before computing.
     """
 
@@ -101,6 +104,8 @@ class MUNetMetrics(Metric):
                     row["dice_" + key[len("pred_"):]] = binary_dice(value, label, self.threshold)
             row["lesion_pixels"] = int((label > 0.5).sum())
         row["pred_pixels"] = int((pred >= self.threshold).sum())
+        if LESION_PROB_KEY in sample:
+            row["lesion_prob"] = float(sample[LESION_PROB_KEY])
         if CLASS_PROB_KEY in sample:
             row["prob_malignant"] = float(sample[CLASS_PROB_KEY][self.positive_class])
         row["class"] = int(sample.get(CLASS_LABEL_KEY, -1))
@@ -117,6 +122,11 @@ class MUNetMetrics(Metric):
         dice_keys = sorted({k for row in rows for k in row if k.startswith("dice")})
         for key in dice_keys:
             results[key] = _mean([row[key] for row in rows if key in row])
+        lesion_rows = [row for row in rows if row.get("lesion_pixels", 0) > 0]
+        normal_rows = [row for row in rows if row.get("lesion_pixels", 1) == 0]
+        if normal_rows:  # lesion-free cases: Dice on lesion cases alone, and the false-positive rate
+            results["dice_lesion"] = _mean([row["dice"] for row in lesion_rows])
+            results["normal_fpr"] = _mean([float(row["pred_pixels"] > 0) for row in normal_rows])
         labelled = [row for row in rows if row["class"] >= 0 and "prob_malignant" in row]
         cls = classification_metrics(
             [row["prob_malignant"] for row in labelled],

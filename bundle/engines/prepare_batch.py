@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Tuple
 
 import torch
+from monai.data import MetaTensor
 from monai.engines.utils import PrepareBatch
 
 from ..data.transforms import MISSING_CLASS
@@ -36,6 +37,8 @@ class MultiTaskPrepareBatch(PrepareBatch):
         if self.label_key not in batchdata:
             return image, None
         mask = batchdata[self.label_key].to(device=device, non_blocking=non_blocking, **kwargs)
+        if isinstance(mask, MetaTensor):  # the loss needs no metadata; plain tensors skip its dispatch cost
+            mask = mask.as_tensor()
         classes = batchdata.get(self.class_key)
         if classes is None:
             classes = torch.full((image.shape[0],), MISSING_CLASS, dtype=torch.long)

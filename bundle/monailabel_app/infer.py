@@ -25,6 +25,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.bundle import BundleConstants, BundleInferTask
 
 from ..data.guidance import BACKGROUND_KEY, FOREGROUND_KEY
+from ..engines.postprocessing import LESION_PROB_KEY
 from .results import result_json, write_label
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,8 @@ class MUNetInferTask(BundleInferTask):
         pred = data[self.output_label_key]
         path, pixels = write_label(pred, threshold, label_value)
         shape = tuple(pred.shape[-2:])
-        return path, result_json(data.get("class_prob", []), class_names, pixels, shape, data.get(CLICKS_USED_KEY, {}))
+        return path, result_json(data.get("class_prob", []), class_names, pixels, shape, data.get(CLICKS_USED_KEY, {}),
+                                 data.get(LESION_PROB_KEY))
 
     def info(self) -> Dict[str, Any]:
         info = super().info()

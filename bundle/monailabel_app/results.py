@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from typing import Any, Dict, Mapping, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -26,13 +26,19 @@ def write_label(prob: Any, threshold: float, label_value: int) -> Tuple[str, int
     return path, int((mask > 0).sum())
 
 
-def result_json(class_prob: Any, class_names: Sequence[str], lesion_pixels: int, shape: Sequence[int], clicks: Mapping[str, int]) -> Dict[str, Any]:
-    """The JSON part of the answer: class probabilities, predicted class, mask size, clicks used."""
+def result_json(class_prob: Any, class_names: Sequence[str], lesion_pixels: int, shape: Sequence[int], clicks: Mapping[str, int],
+                lesion_prob: Optional[float] = None) -> Dict[str, Any]:
+    """The JSON part of the answer: class probabilities, predicted class, mask size, clicks used, and
+    the finding ("lesion" or "no lesion", with the presence head's probability when the model has one)."""
     probs = [float(p) for p in torch.as_tensor(class_prob).flatten()]
-    return {
+    result = {
         "class_probabilities": {name: round(p, 6) for name, p in zip(class_names, probs)},
         "class_prediction": class_names[int(np.argmax(probs))],
         "lesion_pixels": lesion_pixels,
+        "finding": "lesion" if lesion_pixels > 0 else "no lesion",
         "label_shape": [int(s) for s in shape],
         "clicks": dict(clicks),
     }
+    if lesion_prob is not None:
+        result["lesion_probability"] = round(float(lesion_prob), 6)
+    return result

@@ -15,7 +15,7 @@ __all__ = ["ARCHITECTURES", "build_network"]
 #: arch name -> (training network returning a dict, inference network returning the mask tensor)
 ARCHITECTURES = {"munet": (MUNet, MUNetInference), "unet": (UNetBaseline, UNetBaselineInference)}
 
-_UNET_ARGS = {"in_channels", "num_classes", "base_channels", "norm", "dropout"}
+_UNET_ARGS = {"in_channels", "num_classes", "base_channels", "norm", "dropout", "presence_head"}
 
 
 def build_network(arch: str = "munet", output: str = "dict", **kwargs: Any) -> nn.Module:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["MaskHead", "ClassificationHead"]
+__all__ = ["MaskHead", "ClassificationHead", "PresenceHead"]
 
 
 class MaskHead(nn.Module):
@@ -35,6 +35,26 @@ class ClassificationHead(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(in_channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.dropout(torch.flatten(self.pool(x), 1)))
+
+
+class PresenceHead(nn.Module):
+    """Lesion-presence logit on the deepest encoder map: global average pool, dropout, linear -> 1.
+
+    Beyond the paper, which assumes every image holds a lesion. A mask head cannot say "no
+    lesion" reliably: its per-image Dice loss gives an empty target no gradient, and a threshold on
+    pixel probabilities marks some pixels on most normal images. This image-level logit is trained
+    with binary cross-entropy on "the mask has any lesion pixel" and, below a threshold chosen on
+    the validation split, empties the predicted mask (``bundle.engines.postprocessing``).
+    """
+
+    def __init__(self, in_channels: int, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(in_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.dropout(torch.flatten(self.pool(x), 1)))

@@ -15,15 +15,17 @@ from torch import nn
 from .decoder import MUNetDecoder, resolve_decoder_channels
 from .encoders import PAPER_ENCODER, build_encoder
 from .fusion import BestMaskFusion
-from .heads import ClassificationHead, MaskHead
+from .heads import ClassificationHead, MaskHead, PresenceHead
 from .size_check import check_input
 
-__all__ = ["MUNet", "CLASS_KEY", "MASK_KEY", "branch_keys"]
+__all__ = ["MUNet", "CLASS_KEY", "MASK_KEY", "PRESENCE_KEY", "branch_keys"]
 
 #: Output key of the fused best mask (probabilities, [B, 1, H, W]).
 MASK_KEY = "mask"
 #: Output key of the class logits ([B, num_classes]).
 CLASS_KEY = "class_logits"
+#: Output key of the lesion-presence logit ([B, 1]), present when the network has a presence head.
+PRESENCE_KEY = "lesion_logit"
 #: Prefix of the branch mask logits keys, e.g. ``mask_stride16``.
 BRANCH_PREFIX = "mask_stride"
 
@@ -54,6 +56,8 @@ class MUNet(nn.Module):
         c5_channels: reduce C5 to this many channels (1x1 conv) before the decoder; None keeps it.
         pretrained: path of a local weights file for the encoder (never downloaded).
         pretrained_sha256: expected sha256 of that file, checked before loading.
+        presence_head: add a lesion-presence logit (``lesion_logit``) on C5 (beyond the paper: says
+            "no lesion" on normal images, see :class:`PresenceHead`).
 
     ``forward`` returns a dict: the four branch mask logits (``mask_stride16`` ... ``mask_stride2``,
     coarse to fine), ``class_logits`` and the fused probability map ``mask`` at the input size.
@@ -76,6 +80,7 @@ class MUNet(nn.Module):
         c5_channels: Optional[int] = None,
         pretrained: Optional[str] = None,
         pretrained_sha256: Optional[str] = None,
+        presence_head: bool = False,
     ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
@@ -92,6 +97,7 @@ class MUNet(nn.Module):
         self.mask_heads = nn.ModuleList([MaskHead(w, head_kernel_size) for w in widths])
         self.class_head = ClassificationHead(enc_channels[4], num_classes, dropout)
         self.fusion = BestMaskFusion(fusion)
+        self.presence_head = PresenceHead(enc_channels[4], dropout) if presence_head else None
         self.branch_keys: List[str] = branch_keys([16, 8, 4, 2])
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -110,5 +116,7 @@ class MUNet(nn.Module):
             outputs[self.branch_keys[i]] = branch
         # literal keys: TorchScript cannot read module constants (they equal CLASS_KEY and MASK_KEY)
         outputs["class_logits"] = self.class_head(features[4])
+        if self.presence_head is not None:
+            outputs["lesion_logit"] = self.presence_head(features[4])  # PRESENCE_KEY
         outputs["mask"] = self.fusion(logits, [x.shape[2], x.shape[3]])
         return outputs

@@ -15,7 +15,7 @@ from monai.networks.nets.basic_unet import Down, TwoConv, UpCat
 from torch import nn
 
 from .blocks import LEAKY_RELU
-from .heads import ClassificationHead, MaskHead
+from .heads import ClassificationHead, MaskHead, PresenceHead
 from .munet import branch_keys
 from .size_check import check_input
 
@@ -31,10 +31,12 @@ class UNetBaseline(nn.Module):
         base_channels: width of the first level (64 in the original U-Net).
         norm: BatchNorm after each convolution (``False`` for the original, un-normalised U-Net).
         dropout: dropout before the classifier's linear layer.
+        presence_head: add MUNet's lesion-presence logit on the bottleneck (``lesion_logit``).
     """
 
     def __init__(
-        self, in_channels: int = 1, num_classes: int = 2, base_channels: int = 64, norm: bool = True, dropout: float = 0.2
+        self, in_channels: int = 1, num_classes: int = 2, base_channels: int = 64, norm: bool = True, dropout: float = 0.2,
+        presence_head: bool = False,
     ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
@@ -50,6 +52,7 @@ class UNetBaseline(nn.Module):
         )
         self.mask_head = MaskHead(f[0])
         self.class_head = ClassificationHead(f[4], num_classes, dropout)
+        self.presence_head = PresenceHead(f[4], dropout) if presence_head else None
         self.branch_key: str = branch_keys([1])[0]
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -67,4 +70,7 @@ class UNetBaseline(nn.Module):
             y = up(y, skips[3 - i])
         logits = self.mask_head(y)
         # literal keys: TorchScript cannot read module constants (they equal CLASS_KEY and MASK_KEY)
-        return {self.branch_key: logits, "class_logits": self.class_head(bottleneck), "mask": torch.sigmoid(logits)}
+        outputs = {self.branch_key: logits, "class_logits": self.class_head(bottleneck), "mask": torch.sigmoid(logits)}
+        if self.presence_head is not None:
+            outputs["lesion_logit"] = self.presence_head(bottleneck)  # PRESENCE_KEY
+        return outputs

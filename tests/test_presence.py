@@ -1,0 +1,124 @@
+"""The lesion-presence decision: the head, its loss term, the gate on the mask, and the threshold rule."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from bundle.engines.ensemble import combine
+from bundle.engines.inferer import MultiTaskInferer
+from bundle.engines.metrics import MUNetMetrics
+from bundle.engines.postprocessing import LESION_PROB_KEY, SplitOutputd, gate_by_presence
+from bundle.losses import MUNetLoss
+from bundle.networks import build_network
+from bundle.networks.munet import PRESENCE_KEY
+from bundle_helpers import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+from train_recommended import choose_presence_threshold  # noqa: E402
+
+
+def _logit(p: float) -> torch.Tensor:
+    return torch.logit(torch.tensor([p]))
+
+
+@pytest.mark.parametrize("arch", ["munet", "unet"])
+def test_presence_head_adds_one_logit_per_image(arch):
+    with_head = build_network(arch, presence_head=True, base_channels=8).eval()
+    without = build_network(arch, presence_head=False, base_channels=8).eval()
+    x = torch.rand(3, 1, 64, 96)
+    assert with_head(x)[PRESENCE_KEY].shape == (3, 1)
+    assert PRESENCE_KEY not in without(x)
+
+
+def test_gate_empties_the_mask_below_the_threshold_only():
+    mask = torch.full((1, 4, 4), 0.9)
+    assert torch.equal(gate_by_presence(mask, 0.29, 0.3), torch.zeros_like(mask))
+    assert torch.equal(gate_by_presence(mask, 0.3, 0.3), mask)  # at the threshold: kept
+    assert torch.equal(gate_by_presence(mask, 0.01, None), mask)  # no threshold: never gated
+
+
+def _sample(lesion_prob: float) -> dict:
+    pred = {"mask": torch.full((1, 8, 8), 0.8), "class_logits": torch.tensor([0.0, 1.0]),
+            "mask_stride2": torch.full((1, 4, 4), 3.0), PRESENCE_KEY: _logit(lesion_prob)}
+    return {"pred": pred, "image": MetaTensor(torch.zeros(1, 8, 8))}
+
+
+def test_split_output_gates_best_and_branch_masks_by_presence():
+    split = SplitOutputd(presence_threshold=0.4)
+    absent = split(_sample(0.1))
+    assert absent[LESION_PROB_KEY] == pytest.approx(0.1)
+    assert float(absent["pred"].sum()) == 0.0 and float(absent["pred_mask_stride2"].sum()) == 0.0
+    present = split(_sample(0.6))
+    assert present[LESION_PROB_KEY] == pytest.approx(0.6)
+    assert float(present["pred"].min()) == pytest.approx(0.8)
+    assert float(present["pred_mask_stride2"].min()) > 0.9
+    # predictions stay MetaTensors, which Invertd needs to bring them back to the input size
+    assert isinstance(present["pred"], MetaTensor) and isinstance(absent["pred_mask_stride2"], MetaTensor)
+
+
+def test_metrics_count_false_positives_on_lesion_free_cases():
+    metric = MUNetMetrics()
+    metric.reset()
+    lesion = torch.zeros(1, 8, 8)
+    lesion[0, 2:6, 2:6] = 1
+    empty = torch.zeros(1, 8, 8)
+    metric.update([{"pred": lesion.clone(), "label": lesion, "class_prob": torch.tensor([0.2, 0.8]), "class_label": 1},
+                   {"pred": empty.clone(), "label": empty},
+                   {"pred": lesion.clone(), "label": empty}])
+    results = metric.compute()
+    assert results["val_normal_fpr"] == pytest.approx(0.5)
+    assert results["val_dice_lesion"] == pytest.approx(1.0)
+    assert results["val_dice"] == pytest.approx(2 / 3)  # the marked normal image counts 0
+
+
+def test_loss_trains_presence_and_leaves_empty_masks_out_of_dice():
+    loss_fn = MUNetLoss()
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[0, :, 4:12, 4:12] = 1  # sample 0 has a lesion, sample 1 is normal
+    logits = torch.zeros(2, 1, 16, 16, requires_grad=True)
+    presence = torch.zeros(2, 1, requires_grad=True)
+    outputs = {"mask_stride2": logits, "class_logits": torch.zeros(2, 2), PRESENCE_KEY: presence}
+    parts = loss_fn.components(outputs, {"mask": mask, "class": torch.tensor([1, -1])})
+    parts["loss"].backward()
+    assert float(parts["presence_loss"]) == pytest.approx(float(torch.log(torch.tensor(2.0))), rel=1e-5)
+    assert float(logits.grad[1].abs().sum()) == 0.0  # the normal image's mask gets no Dice gradient
+    assert float(logits.grad[0].abs().sum()) > 0.0
+    assert float(presence.grad[0]) < 0 < float(presence.grad[1])  # pushed up for the lesion, down for the normal
+
+
+def test_loss_without_presence_head_is_the_papers():
+    loss_fn = MUNetLoss()
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[0, :, 4:12, 4:12] = 1
+    outputs = {"mask_stride2": torch.zeros(2, 1, 16, 16), "class_logits": torch.zeros(2, 2)}
+    parts = loss_fn.components(outputs, {"mask": mask, "class": torch.tensor([1, -1])})
+    assert "presence_loss" not in parts
+    # per-image Dice averaged over both images, the empty one included: Dice 2*32/(128+64) = 1/3 on the
+    # lesion image, about 0 on the empty one (its loss is about 1 whatever is predicted)
+    assert float(parts["dice_loss"]) == pytest.approx(((1 - 1 / 3) + 1.0) / 2, abs=1e-4)
+
+
+def test_multiscale_and_ensemble_average_the_presence_probability():
+    net = build_network("munet", presence_head=True, base_channels=8).eval()
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        out = MultiTaskInferer(scales=[0.5, 1.0], flips=True)(x, net)
+    assert out[PRESENCE_KEY].shape == (1, 1)
+    a = {"mask": torch.zeros(1, 1, 4, 4), PRESENCE_KEY: _logit(0.2)}
+    b = {"mask": torch.ones(1, 1, 4, 4), PRESENCE_KEY: _logit(0.8)}
+    combined = combine([a, b], [1.0, 3.0])
+    assert float(torch.sigmoid(combined[PRESENCE_KEY])) == pytest.approx(0.25 * 0.2 + 0.75 * 0.8, abs=1e-5)
+
+
+def test_threshold_keeps_the_required_share_of_lesion_images():
+    lesions = [0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35, 0.3]
+    normals = [0.05, 0.1, 0.2, 0.33, 0.6]
+    t = choose_presence_threshold(lesions, normals, min_lesion_recall=0.9)
+    assert sum(p >= t for p in lesions) == 9  # 90 % kept: the 0.3 image is the one given up
+    assert 0.3 < t <= 0.35 and t == pytest.approx((0.35 + 0.33) / 2)
+    assert choose_presence_threshold(lesions, normals, min_lesion_recall=1.0) == pytest.approx((0.3 + 0.2) / 2)
+    assert choose_presence_threshold([], normals) == 0.0
