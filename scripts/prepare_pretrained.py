@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fire  # noqa: E402
 
-from bundle.networks.efficientnet_lite0 import convert_package_weights  # noqa: E402
+from bundle.networks.efficientnet_lite import convert_package_weights  # noqa: E402
 
 
 def main(output: str = "weights/efficientnet_lite0_imagenet.pt") -> None:

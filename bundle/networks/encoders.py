@@ -44,6 +44,8 @@ TESTED_TIMM_BACKBONES = (
     "inception_resnet_v2",
     "efficientnet_b0",
     "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
 )
 
 _REDUCTIONS = [2, 4, 8, 16, 32]
