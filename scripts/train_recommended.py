@@ -196,10 +196,11 @@ def train_recommended(
 
 def main(busi_dir: str, output_dir: str = "runs/recommended", profile: str = "cpu", seed: int = 0,
          variant: str = "recommended", overrides: Optional[Dict] = None, min_lesion_recall: float = 0.98,
-         limit_per_split: Optional[int] = None, clean: bool = False) -> None:
+         limit_per_split: Optional[int] = None, clean: bool = False, data_dir: Optional[str] = None) -> None:
     """Train the recommended model into ``output_dir`` (a bundle folder) and print its test figures.
 
-    ``clean`` removes an earlier run in ``output_dir`` first (its models, logs and evaluation).
+    ``clean`` removes an earlier run in ``output_dir`` first (its models, logs and evaluation);
+    ``data_dir`` shares one BUSI conversion between runs (default ``<output_dir>/data``).
     """
     out = Path(output_dir)
     if clean and out.exists():
@@ -207,7 +208,7 @@ def main(busi_dir: str, output_dir: str = "runs/recommended", profile: str = "cp
             target = out / part
             shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
     start = time.perf_counter()
-    train_recommended(busi_dir, output_dir, profile, seed, variant, overrides, min_lesion_recall, limit_per_split)
+    train_recommended(busi_dir, output_dir, profile, seed, variant, overrides, min_lesion_recall, limit_per_split, data_dir)
     print(f"[done] {(time.perf_counter() - start) / 60:.1f} min in all", flush=True)
 
 
