@@ -38,7 +38,21 @@ NETWORKS = {
     "BasicUNet (MONAI)": {"kind": "basic"},
 }
 REFERENCE = "FlexibleUNet-ResNet50 (MONAI)"
-MODES = {"fp32": {"precision": "fp32", "channels_last": False}, "bf16+CL": {"precision": "bf16", "channels_last": True}}
+MODES = {"fp32": {"precision": "fp32", "channels_last": False}, "bf16+CL": {"precision": "bf16", "channels_last": True},
+         "auto": {"precision": "auto", "channels_last": False}}
+
+
+def capability() -> str:
+    """This machine's compute capability, printed with every figure: figures from AVX2-only and
+    AVX512-BF16 CPUs differ by up to 10x for bf16, so a figure without it cannot be compared."""
+    import torch
+
+    from bundle.engines.inferer import cpu_capability
+
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name()}, bf16 {'native' if torch.cuda.is_bf16_supported() else 'no'}"
+    cpu = cpu_capability()
+    return f"CPU {cpu['capability']}, native bf16 {'yes' if cpu['native_bf16'] else 'no (emulated)'}"
 
 
 def _build(spec: Dict):
@@ -63,8 +77,11 @@ def _peak_memory_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def measure(name: str, mode: str, size: int, batch: int, iters: int, warmup: int, train: bool) -> Dict:
-    """One measurement in this process: images/s and peak memory of ``name`` (used by the subprocesses)."""
+def measure(name: str, mode: str, size: int, batch: int, iters: int, warmup: int, train: bool, meta: bool = False) -> Dict:
+    """One measurement in this process: images/s and peak memory of ``name`` (used by the subprocesses).
+
+    ``meta`` feeds the network a MetaTensor (as MONAI's loaders give) instead of a plain tensor.
+    """
     import contextlib
 
     import torch
@@ -79,12 +96,19 @@ def measure(name: str, mode: str, size: int, batch: int, iters: int, warmup: int
     memory_format = torch.channels_last if options["channels_last"] else torch.contiguous_format
     net = net.to(memory_format=memory_format)
     x = torch.rand(batch, 1, size, size, device=device).contiguous(memory_format=memory_format)
+    if meta:
+        from monai.data import MetaTensor
+
+        x = MetaTensor(x)
     mask = (torch.rand(batch, 1, size, size, device=device) > 0.7).float()
     classes = torch.randint(0, 2, (batch,), device=device)
     ours = spec["kind"] in ("munet", "unet")
     loss_fn = MUNetLoss() if ours else DiceLoss(sigmoid=True)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
-    dtype = torch.bfloat16 if options["precision"] == "bf16" else None
+    from bundle.engines.inferer import resolve_precision
+
+    precision = resolve_precision(options["precision"], device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
 
     def step() -> None:
@@ -111,7 +135,7 @@ def measure(name: str, mode: str, size: int, batch: int, iters: int, warmup: int
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    return {"images_per_s": batch * iters / seconds, "peak_mb": _peak_memory_mb(device)}
+    return {"images_per_s": batch * iters / seconds, "peak_mb": _peak_memory_mb(device), "precision": precision}
 
 
 def _run_child(args: List[str]) -> Dict:
@@ -168,7 +192,7 @@ def end_to_end(size_limit: int = 256, repeats: int = 5) -> Dict:
     return per_image
 
 
-def main(size: int = 384, batch: int = 8, iters: int = 5, warmup: int = 2, output: str = "", networks: str = "", modes: str = "fp32,bf16+CL", e2e: bool = True, scaling: bool = True) -> None:
+def main(size: int = 384, batch: int = 8, iters: int = 5, warmup: int = 2, output: str = "", networks: str = "", modes: str = "fp32,bf16+CL", e2e: bool = True, scaling: bool = True, loop: bool = True, only_loop: bool = False) -> None:
     """Measure every network and mode at 256x256 and ``size``; print a table (and write it to ``output``)."""
     import torch
 
@@ -176,8 +200,10 @@ def main(size: int = 384, batch: int = 8, iters: int = 5, warmup: int = 2, outpu
     chosen_modes = [m for m in modes.split(",") if m]
     sizes = sorted({256, int(size)})
     device = "GPU " + torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
-    lines = [f"Device: {device}; torch {torch.__version__}; batch {batch}, 1 channel; {iters} timed iterations after {warmup} warm-up.", ""]
+    lines = [f"Device: {device}, {capability()}; torch {torch.__version__}; batch {batch}, 1 channel; {iters} timed iterations after {warmup} warm-up.", ""]
     results: Dict = {}
+    if only_loop:
+        sizes, scaling, e2e = [], False, False
     for s in sizes:
         for name in chosen:
             for mode in chosen_modes:
@@ -185,7 +211,8 @@ def main(size: int = 384, batch: int = 8, iters: int = 5, warmup: int = 2, outpu
                     args = ["_child", "--name", name, "--mode", mode, "--size", str(s), "--batch", str(batch), "--iters", str(iters), "--warmup", str(warmup), "--train", str(train)]
                     results[(s, name, mode, train)] = _run_child(args)
                     r = results[(s, name, mode, train)]
-                    print(f"{s}px {name} {mode} {'train' if train else 'infer'}: {r['images_per_s']:.2f} img/s, peak {r['peak_mb']:.0f} MB", flush=True)
+                    print(f"{s}px {name} {mode} ({r['precision']}) {'train' if train else 'infer'}: {r['images_per_s']:.2f} img/s, "
+                          f"peak {r['peak_mb']:.0f} MB [{capability()}]", flush=True)
     for s in sizes:
         ref_train = results.get((s, REFERENCE, "fp32", True), {}).get("images_per_s")
         ref_infer = results.get((s, REFERENCE, "fp32", False), {}).get("images_per_s")
@@ -206,6 +233,10 @@ def main(size: int = 384, batch: int = 8, iters: int = 5, warmup: int = 2, outpu
             lines.append(f"| {s}x{s} | {b} | {tr['images_per_s']:.2f} | {inf['images_per_s']:.2f} | {tr['peak_mb']:.0f} |")
             print(lines[-1], flush=True)
         lines.append("")
+    if loop:
+        lines += training_loop(batch=batch)
+        print("\n".join(lines[-5:]), flush=True)
+        lines.append("")
     if e2e:
         stages = end_to_end()
         lines += ["### End-to-end inference, DICOM file to written mask (MUNet default, 256 px, fp32)", "",
@@ -220,8 +251,47 @@ def main(size: int = 384, batch: int = 8, iters: int = 5, warmup: int = 2, outpu
         Path(output).write_text(table + "\n")
 
 
-def _child(name: str, mode: str, size: int, batch: int, iters: int, warmup: int, train: bool) -> None:
-    print(json.dumps(measure(name, mode, int(size), int(batch), int(iters), int(warmup), bool(train))))
+def _child(name: str, mode: str, size: int, batch: int, iters: int, warmup: int, train: bool, meta: bool = False) -> None:
+    print(json.dumps(measure(name, mode, int(size), int(batch), int(iters), int(warmup), bool(train), bool(meta))))
+
+
+def training_loop(size: int = 128, batch: int = 8, epochs: int = 3, n_train: int = 48, iters: int = 6, repeats: int = 2) -> List[str]:
+    """The bundle's own training loop (data, augmentation, handlers, validation) against the raw step.
+
+    The raw step is measured twice per input kind, alternating plain tensor and MetaTensor, so a
+    machine that speeds up or slows down during the run shows as spread rather than as a difference.
+    The loop's images/s is the training images over the seconds of its last epoch (after caching),
+    validation included, as ``TrainingProgress`` logs it.
+    """
+    import re
+
+    from bundle.data.synthetic import generate_demo_dataset
+    from bundle.runner import run_bundle_command
+
+    name = "MUNet (paper encoder, width 32)"
+    raw: Dict[str, List[float]] = {"plain": [], "meta": []}
+    for _ in range(repeats):
+        for kind in ("plain", "meta"):
+            r = _run_child(["_child", "--name", name, "--mode", "fp32", "--size", str(size), "--batch", str(batch),
+                            "--iters", str(iters), "--warmup", "2", "--train", "True", "--meta", str(kind == "meta")])
+            raw[kind].append(r["images_per_s"])
+    work = Path(tempfile.mkdtemp(prefix="bench_loop_"))
+    generate_demo_dataset(str(work / "data"), n_train=n_train, n_val=8, n_test=0, image_format="png")
+    log = work / "train.log"
+    run_bundle_command(["run", "training", "--config_file", "configs/train.json", "--meta_file", "configs/metadata.json",
+                        "--logging_file", "configs/logging.conf", "--bundle_root", str(work / "bundle"),
+                        "--dataset_dir", str(work / "data"), "--image_size", str(size), "--batch_size", str(batch),
+                        "--max_epochs", str(epochs)], log)
+    seconds = [float(m) for m in re.findall(r"epoch \d+/\d+ .*?\s([\d.]+)s\s+ETA", log.read_text())]
+    loop = n_train / seconds[-1] if seconds else float("nan")
+    plain = sum(raw["plain"]) / len(raw["plain"])
+    lines = [f"### The bundle's training loop against the raw step ({name}, {size} px, batch {batch}, fp32, {capability()})", "",
+             "| what | train img/s | x raw step (plain tensor) |", "|---|---|---|",
+             f"| raw step, plain tensor input (runs: {', '.join(f'{v:.2f}' for v in raw['plain'])}) | {plain:.2f} | 1.00 |"]
+    meta = sum(raw["meta"]) / len(raw["meta"])
+    lines.append(f"| raw step, MetaTensor input (runs: {', '.join(f'{v:.2f}' for v in raw['meta'])}) | {meta:.2f} | {meta / plain:.2f} |")
+    lines.append(f"| bundle training loop, last of {epochs} epochs, {n_train} images + 8 validated | {loop:.2f} | {loop / plain:.2f} |")
+    return lines
 
 
 if __name__ == "__main__":

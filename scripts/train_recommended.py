@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import sys
 import time
@@ -159,7 +160,8 @@ def train_recommended(
 
     content = json.loads(datalist.read_text())
     record: Dict = {"profile": profile, "variant": variant, "seed": seed, "recipe": values, "commit": git_commit(),
-                    "cpu": cpu_capability(), "train_seconds": round(train_seconds, 1), "epochs": epochs,
+                    "cpu": cpu_capability(), "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1),
+                    "train_seconds": round(train_seconds, 1), "epochs": epochs,
                     "data": relative_to(str(datalist), data.parent), "busi_dir": Path(busi_dir).name}
     if values.get("presence_head"):
         val_dir = bundle / "eval" / "validation_presence"

@@ -19,6 +19,8 @@ __all__ = ["PACKAGED", "bundle_files", "bake_overrides", "export_torchscript", "
 PACKAGED = ("configs", "docs", "bundle", "scripts", "LICENSE", "README.md", "requirements.txt",
             "requirements-monailabel.txt", "constraints.txt")
 _SKIP_PARTS = {"__pycache__", ".pytest_cache"}
+#: the repository (bundle root) this package belongs to
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 #: what a running MONAI Label server writes into its app folder (logs, downloads), not shared
 _APP_RUNTIME = tuple(Path("bundle/monailabel_app") / d for d in ("logs", "bin", "lib", "model"))
 
@@ -100,9 +102,16 @@ def build_package(
     if staging.exists():
         shutil.rmtree(staging)
     target = staging / name
+    # a trained-model folder (configs + models, as scripts/train_recommended.py writes) takes
+    # the code, docs and requirements it lacks from the repository this package belongs to
     for rel in bundle_files(root):
         (target / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / rel, target / rel)
+    if root != _REPO_ROOT:
+        for rel in bundle_files(_REPO_ROOT):
+            if not (root / rel.parts[0]).exists():
+                (target / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(_REPO_ROOT / rel, target / rel)
     (target / "models").mkdir(parents=True, exist_ok=True)
     shutil.copy2(weights, target / "models" / "model.pt")
     bake_overrides(target, overrides or {})

@@ -1,0 +1,266 @@
+"""The "Recommended model" section of docs/results.md: the recipe, its peers at the same budget, its levers.
+
+    python scripts/recommended_study.py --busi_dir ../shared/data/busi --output_dir runs/results --seeds "[0,1]"
+
+Every row trains through ``scripts/train_recommended.py`` (the one command a user runs) into
+``<output_dir>/recommended/<row>_seed<s>``, a bundle folder. Finished rows are cached in
+``<docs_dir>/results/runs/recommended/<row>_seed<s>.json`` and never retrained, so the study can
+be spread over several sessions; ``--rows`` picks which rows to train now and ``--report_only``
+trains nothing. Rows:
+
+- ``recommended``: the recipe (configs/recipes/recommended_cpu.json);
+- ``lesions_only``: the same recipe on benign + malignant images only, without the presence head
+  (what the recommended model's lesion Dice is held against);
+- ``unet`` and ``paper_encoder``: the U-Net baseline and MUNet with the paper's encoder (width 32,
+  from scratch) trained by the same recipe and budget;
+- ``lite1``: the recipe with ImageNet EfficientNet-Lite1 (a lever);
+
+and, from trained bundles without training: the recommended model without test-time flips, and
+the ensemble of its seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import fire  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bundle.runner import run_bundle_command  # noqa: E402
+from study_common import META, case_metrics, cli_args, git_commit, normal_image_findings  # noqa: E402
+from train_recommended import load_recipe, prepare_data, train_recommended  # noqa: E402
+
+#: row key -> (table name, train_recommended arguments)
+ROWS: Dict[str, tuple] = {
+    "recommended": ("MUNet-EfficientNet-Lite0 (ImageNet), presence head, trained with normals: **recommended**",
+                    {"variant": "recommended"}),
+    "lesions_only": ("same recipe, lesion images only, no presence head", {"variant": "lesions_only"}),
+    "unet": ("U-Net baseline (width 32), same recipe", {"variant": "recommended", "overrides": {"arch": "unet", "base_channels": 32}}),
+    "paper_encoder": ("MUNet (paper encoder, width 32), same recipe",
+                      {"variant": "recommended", "overrides": {"backbone": "munet", "base_channels": 32}}),
+    "lite1": ("MUNet-EfficientNet-Lite1 (ImageNet), same recipe", {"variant": "recommended", "overrides": {"backbone": "efficientnet_lite1"}}),
+}
+#: the report's metric columns: record key -> column title
+COLUMNS = {"dice": "Dice", "sensitivity": "Sen.", "specificity": "Spec.", "accuracy": "Acc.", "auc": "AUC",
+           "normal_fpr": "FPR on normals", "normal_area": "area on normals"}
+#: the issue's targets for the recommended model
+TARGETS = {"dice": 0.80, "auc": 0.94, "normal_fpr": 0.15}
+SECTION = "## Recommended model"
+
+
+class RecommendedStudy:
+    """The rows' bundles under ``<output_dir>/recommended`` and their cached records."""
+
+    def __init__(self, busi_dir: str, output_dir: str, docs_dir: str, limit_per_split: Optional[int] = None,
+                 report_only: bool = False) -> None:
+        self.busi_dir = busi_dir
+        self.out = Path(output_dir).resolve() / "recommended"
+        self.records_dir = Path(docs_dir).resolve() / "results" / "runs" / "recommended"
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        self.limit = limit_per_split
+        self.report_only = report_only
+        self.data = self.out / "data"
+
+    def _record_path(self, run: str) -> Path:
+        return self.records_dir / f"{run}.json"
+
+    def _cached(self, run: str) -> Optional[Dict]:
+        path = self._record_path(run)
+        if path.is_file():
+            return json.loads(path.read_text())
+        finished = self.out / run / "result.json"  # trained (e.g. by a background job) but not yet recorded
+        if finished.is_file():
+            record = json.loads(finished.read_text())
+            path.write_text(json.dumps(record, indent=1))
+            return record
+        return None
+
+    def row(self, key: str, seed: int, train: bool) -> Optional[Dict]:
+        """The record of row ``key`` with ``seed``: cached, or trained now when ``train``."""
+        run = f"{key}_seed{seed}"
+        record = self._cached(run)
+        if record is not None or self.report_only or not train:
+            return record
+        _, kwargs = ROWS[key]
+        record = train_recommended(self.busi_dir, str(self.out / run), seed=seed, limit_per_split=self.limit,
+                                   data_dir=str(self.data), **kwargs)
+        record["row"] = key
+        self._record_path(run).write_text(json.dumps(record, indent=1))
+        return record
+
+    def derived(self, run: str, bundles: List[Path], **inference: object) -> Optional[Dict]:
+        """An evaluation-only row (no flips, seed ensemble) from trained bundles, cached like the rows."""
+        record = self._cached(run)
+        if record is not None or self.report_only or not all((b / "models" / "model.pt").is_file() for b in bundles):
+            return record
+        datalists = prepare_data(self.busi_dir, self.data, self.limit)
+        content = json.loads(datalists["lesions_only"].read_text())
+        first = bundles[0]
+        record = {"name": run, "bundles": [b.name for b in bundles], "inference": inference, "commit": git_commit()}
+        values = dict(inference)
+        if len(bundles) > 1:
+            values.update(ensemble_bundles=[str(b) for b in bundles])
+        for split in ("test", "normal_test"):
+            pred_dir = self.out / "derived" / run / split
+            args = ["run", "inferring", "--config_file", str(first / "configs" / "inference.json"), *META,
+                    *cli_args({"bundle_root": str(first), "dataset_dir": str(self.data), "datalist": str(datalists["lesions_only"]),
+                               "input_split": split, "output_dir": str(pred_dir), **values})]
+            seconds = run_bundle_command(args, pred_dir.with_suffix(".log"))
+            if split == "test":
+                record.update(case_metrics(pred_dir, content["test"], Path(self.busi_dir)), infer_seconds=round(seconds, 1))
+            else:
+                record.update(normal_image_findings(pred_dir))
+        self._record_path(run).write_text(json.dumps(record, indent=1))
+        return record
+
+
+def _fmt(values: Sequence[Optional[float]], digits: int = 3) -> str:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
+
+def _minutes_per_epoch(record: Dict) -> Optional[float]:
+    if "train_seconds" not in record:
+        return None
+    return record["train_seconds"] / 60 / max(1, int(record.get("epochs") or 1))
+
+
+def table(rows: Dict[str, List[Dict]]) -> List[str]:
+    """Markdown rows: mean ± std over seeds of each metric, training minutes and minutes per epoch."""
+    titles = ["model", "seeds", *COLUMNS.values(), "train min", "min/epoch"]
+    lines = ["| " + " | ".join(titles) + " |", "|---" * len(titles) + "|"]
+    for name, records in rows.items():
+        if not records:
+            lines.append(f"| {name} | not run yet |" + " |" * (len(titles) - 2))
+            continue
+        cells = [",".join(str(r.get("seed", "-")) for r in records)]
+        cells += [_fmt([r.get(k) for r in records]) for k in COLUMNS]
+        times = [r["train_seconds"] / 60 for r in records if "train_seconds" in r]
+        cells.append(_fmt(times, 1) if times else "(evaluation only)")
+        per_epoch = [m for m in (_minutes_per_epoch(r) for r in records) if m is not None]
+        cells.append(_fmt(per_epoch, 2) if per_epoch else "")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _delta(new: List[Dict], old: List[Dict], key: str) -> str:
+    a = [r[key] for r in new if isinstance(r.get(key), (int, float))]
+    b = [r[key] for r in old if isinstance(r.get(key), (int, float))]
+    if not a or not b:
+        return "n/a"
+    return f"{np.mean(a) - np.mean(b):+.3f}"
+
+
+def lever_table(levers: List[tuple]) -> List[str]:
+    """One row per lever: (lever, with, without, note) -> Dice/AUC/FPR differences and minutes per epoch."""
+    lines = ["| lever | compared with | ΔDice | ΔAUC | ΔFPR on normals | min/epoch with / without | note |",
+             "|---|---|---|---|---|---|---|"]
+    for lever, compared, with_, without, note in levers:
+        if not with_ or not without:
+            lines.append(f"| {lever} | {compared} | not run yet | | | | {note} |")
+            continue
+        epochs = [_fmt([m for m in (_minutes_per_epoch(r) for r in group) if m is not None], 2) for group in (with_, without)]
+        lines.append(f"| {lever} | {compared} | {_delta(with_, without, 'dice')} | {_delta(with_, without, 'auc')} | "
+                     f"{_delta(with_, without, 'normal_fpr')} | {epochs[0]} / {epochs[1]} | {note} |")
+    return lines
+
+
+def write_section(results_md: Path, section: str) -> None:
+    """Put ``section`` into results.md: replace an earlier "Recommended model" section, else insert it before Table I."""
+    text = results_md.read_text() if results_md.is_file() else "# Results on BUSI (breast ultrasound)\n\n"
+    if SECTION in text:
+        start = text.index(SECTION)
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + section.rstrip() + "\n" + (text[end:] if end >= 0 else "")
+    elif "## Table I" in text:
+        at = text.index("## Table I")
+        text = text[:at] + section.rstrip() + "\n\n" + text[at:]
+    else:
+        text = text.rstrip() + "\n\n" + section
+    results_md.write_text(text)
+
+
+def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs", seeds: Sequence[int] = (0, 1),
+         rows: Sequence[str] = ("recommended", "lesions_only", "unet", "paper_encoder"), peer_seeds: Sequence[int] = (0,),
+         limit_per_split: Optional[int] = None, report_only: bool = False) -> None:
+    """Train the missing rows (``rows``: the recommended row with every seed in ``seeds``, the others
+    with ``peer_seeds``), evaluate the derived rows, and write the section into ``<docs_dir>/results.md``."""
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        raise ValueError(f"unknown rows {unknown}: choose from {', '.join(ROWS)}")
+    study = RecommendedStudy(busi_dir, output_dir, docs_dir, limit_per_split, report_only)
+    seeds, peer_seeds = [int(s) for s in seeds], [int(s) for s in peer_seeds]
+
+    def records(key: str, row_seeds: Sequence[int]) -> List[Dict]:
+        found = [study.row(key, s, train=key in rows) for s in row_seeds]
+        return [r for r in found if r is not None]
+
+    results = {key: records(key, seeds if key == "recommended" else peer_seeds) for key in ROWS}
+    rec_bundles = [study.out / f"recommended_seed{r['seed']}" for r in results["recommended"]]
+    no_flips = [r for r in (study.derived(f"recommended_no_flips_seed{r['seed']}", [b], inference_flips=False)
+                            for r, b in zip(results["recommended"], rec_bundles)) if r is not None]
+    ensemble = [study.derived("recommended_ensemble", rec_bundles)] if len(rec_bundles) > 1 else []
+    ensemble = [r for r in ensemble if r is not None]
+    old_lite0 = [json.loads(p.read_text()) for p in sorted((study.records_dir.parent).glob("munet_efficientnet_lite0__imagenet_seed*.json"))]
+
+    recipe = load_recipe("cpu")
+    rec = results["recommended"]
+    lines = [SECTION, "",
+             "Made by `python scripts/recommended_study.py --busi_dir ../shared/data/busi` from runs of "
+             "`python scripts/train_recommended.py` (recipe: `configs/recipes/recommended_cpu.json`: "
+             + ", ".join(f"{k} {v}" for k, v in recipe.items()) + "). Test split: benign + malignant images for Dice, "
+             "Sen, Spec, Acc, AUC (malignant positive, threshold 0.5); the normal test images for the false-positive rate "
+             "(share of normal images with any lesion pixel). The presence threshold is chosen on the validation split "
+             "(lesion + normal images), never on the test split. Targets: "
+             + ", ".join(f"{COLUMNS[k]} {'<=' if k == 'normal_fpr' else '>='} {v}" for k, v in TARGETS.items()) + ".", ""]
+    named = {ROWS[k][0]: v for k, v in results.items()}
+    named["recommended without test-time flips"] = no_flips
+    if len(rec_bundles) > 1:
+        named[f"ensemble of the recommended seeds ({len(rec_bundles)})"] = ensemble
+    lines += table(named)
+    if rec:
+        met = {k: float(np.mean([r[k] for r in rec if isinstance(r.get(k), (int, float))])) for k in TARGETS}
+        verdict = ", ".join(f"{COLUMNS[k]} {met[k]:.3f} ({'met' if (met[k] <= v if k == 'normal_fpr' else met[k] >= v) else 'missed'})"
+                            for k, v in TARGETS.items())
+        lesion_only = results["lesions_only"]
+        if lesion_only:
+            gap = met["dice"] - float(np.mean([r["dice"] for r in lesion_only]))
+            verdict += f"; lesion Dice {gap:+.3f} against the lesion-only recipe (target >= -0.01: {'met' if gap >= -0.01 else 'missed'})"
+        thresholds = ", ".join(f"{r['presence_threshold']:.3f}" for r in rec if "presence_threshold" in r)
+        lines += ["", f"Recommended model, mean over seeds {[r['seed'] for r in rec]}: {verdict}. Presence thresholds "
+                  f"chosen on validation: {thresholds}. Commits: {', '.join(sorted({r.get('commit', '?')[:12] for r in rec}))}; "
+                  f"CPU: {rec[0].get('cpu')}; threads per run: {', '.join(str(r.get('threads', '?')) for r in rec)}."]
+    lines += ["", "### Levers (each measured against the same model without it)", ""]
+    lines += lever_table([
+        ("224 px, presence head + normals, flips (the recipe)", "Table I's EfficientNet-Lite0 row (128 px, 20 epochs, lesion images only)",
+         rec, old_lite0, "different image size, data and test-time flips at once"),
+        ("test-time horizontal flips", "the same recommended models without flips", rec, no_flips, "inference only, 2 forward passes"),
+        ("presence head + normal images in training", "same recipe on lesion images only", rec, results["lesions_only"],
+         "FPR is the point; Dice is on lesion images"),
+        ("EfficientNet-Lite1 instead of Lite0", "the recommended model", results["lite1"], rec[:1], "seed 0 each"),
+        ("ensemble of seeds", "the single recommended models", ensemble, rec, "inference cost x seeds"),
+    ])
+    lines += ["", "Speed levers that change no figure (measured by `scripts/benchmark.py`, see docs/benchmarks.md): "
+              "`precision auto` (bf16 only on CPUs with native bf16, fp32 elsewhere) and plain tensors into the network "
+              "instead of MetaTensors."]
+    discussion = Path(docs_dir) / "results" / "recommended_discussion.md"
+    if discussion.is_file():
+        lines += ["", discussion.read_text().strip()]
+    section = "\n".join(lines) + "\n"
+    write_section(Path(docs_dir) / "results.md", section)
+    print(section)
+    print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+
+
+if __name__ == "__main__":
+    fire.Fire(main)

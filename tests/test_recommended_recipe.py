@@ -1,0 +1,60 @@
+"""The recommended recipe runs end to end on a 10-case BUSI subset and leaves a servable bundle folder
+(skipped without the BUSI folder)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bundle_helpers import REPO_ROOT
+
+BUSI = REPO_ROOT.parent / "shared" / "data" / "busi"
+
+
+@pytest.mark.skipif(not (BUSI / "manifest.csv").is_file(), reason=f"BUSI data not found at {BUSI} (../shared/data/busi)")
+def test_recipe_trains_a_bundle_with_a_presence_threshold_and_reports_it(tmp_path):
+    out = tmp_path / "recommended"
+    command = [sys.executable, "scripts/train_recommended.py", "--busi_dir", str(BUSI), "--output_dir", str(out),
+               "--limit_per_split", "10", "--overrides", '{"image_size": 64, "max_epochs": 1}']
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "precision auto ->" in result.stdout and "[presence] threshold" in result.stdout
+    # a bundle folder: configs with the recipe baked in, the best model, the threshold chosen on validation
+    record = json.loads((out / "result.json").read_text())
+    inference = json.loads((out / "configs" / "inference.json").read_text())
+    train = json.loads((out / "configs" / "train.json").read_text())
+    assert (out / "models" / "model.pt").is_file() and (out / "configs" / "metadata.json").is_file()
+    assert inference["backbone"] == train["backbone"] == "efficientnet_lite0"
+    assert inference["presence_head"] is True and inference["image_size"] == 64 == train["image_size"]
+    assert inference["presence_threshold"] == pytest.approx(record["presence_threshold"])
+    assert train["require_lesion"] is False
+    # run records: paths relative to the data, the commit that trained it, the test figures
+    assert len(record["cases"]) == 10 and not any(case["image"].startswith("/") for case in record["cases"])
+    assert record["commit"] and record["commit"] != "unknown (not a git checkout)"
+    assert {"dice", "auc", "normal_fpr", "normal_area", "train_seconds", "epochs"} <= set(record)
+    assert record["validation_presence"]["lesion_images"] == 10 and record["validation_presence"]["normal_images"] > 0
+    # normal test images got a finding, and an emptied mask exactly when "no lesion" was said
+    rows = list(csv.DictReader(open(out / "eval" / "predictions_normal_test" / "predictions.csv")))
+    assert rows
+    for row in rows:
+        assert row["finding"] == ("lesion" if int(row["lesion_pixels"]) > 0 else "no lesion")
+        if float(row["lesion_prob"]) < record["presence_threshold"]:
+            assert int(row["lesion_pixels"]) == 0
+    # the study script turns finished runs into the "Recommended model" section of results.md
+    docs = tmp_path / "docs"
+    target = tmp_path / "study" / "recommended" / "recommended_seed0"
+    target.parent.mkdir(parents=True)
+    out.rename(target)
+    study = [sys.executable, "scripts/recommended_study.py", "--busi_dir", str(BUSI), "--output_dir", str(tmp_path / "study"),
+             "--docs_dir", str(docs), "--seeds", "[0]", "--report_only", "True"]
+    result = subprocess.run(study, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = (docs / "results.md").read_text()
+    assert "## Recommended model" in report and "**recommended**" in report and "not run yet" in report
+    assert (docs / "results" / "runs" / "recommended" / "recommended_seed0.json").is_file()
