@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 from monai.data import load_decathlon_datalist
 
+from ..errors import BadInputError
+from .folders import scan_folder
+from .formats import IMAGE_SUFFIXES, SUPPORTED
+
 __all__ = ["DatalistError", "load_datalist", "image_items", "IMAGE_SUFFIXES"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".dcm", ".nii", ".nii.gz")
+logger = logging.getLogger("munet")
+_MAX_LISTED = 50
 
 
-class DatalistError(ValueError):
+class DatalistError(BadInputError):
     """A datalist that cannot be used: missing, malformed, or empty."""
 
 
@@ -40,14 +46,27 @@ def load_datalist(path: str, key: str = "training", base_dir: Optional[str] = No
     return items
 
 
-def image_items(source: str, key: str = "test", base_dir: Optional[str] = None, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> List[Dict]:
-    """Inference inputs: a datalist JSON's ``key`` entries (image only), or every image file under a folder."""
+def image_items(source: str, key: str = "test", base_dir: Optional[str] = None) -> List[Dict]:
+    """Inference inputs: a datalist JSON's ``key`` entries (image only), or every image under a folder.
+
+    A folder is searched as :func:`bundle.data.folders.scan_folder` does (sub-folders, DICOM by
+    content, DICOMDIR); every file left out is logged with its reason.
+    """
     path = Path(source)
     if path.is_file() and path.suffix == ".json":
         return [{"image": item["image"]} for item in load_datalist(str(path), key, base_dir)]
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(tuple(suffixes)))
-        if not files:
-            raise DatalistError(f"no images ({', '.join(suffixes)}) found under {path}")
-        return [{"image": str(p)} for p in files]
+        scan = scan_folder(path)
+        lines = [f"  {Path(file).relative_to(path) if Path(file).is_relative_to(path) else file}: {why}" for file, why in scan.skipped]
+        if len(lines) > _MAX_LISTED:
+            lines = lines[:_MAX_LISTED] + [f"  ... and {len(lines) - _MAX_LISTED} more"]
+        if not scan.images:
+            raise DatalistError(
+                f"no images found under {path} (readable: {SUPPORTED}); {len(scan.skipped)} files left out:\n" + "\n".join(lines)
+            )
+        total = len(scan.images) + len(scan.skipped)
+        logger.info("found %d images in %d files under %s", len(scan.images), total, path)
+        if scan.skipped:
+            logger.warning("left out %d of %d files under %s:\n%s", len(scan.skipped), total, path, "\n".join(lines))
+        return [{"image": file} for file in scan.images]
     raise DatalistError(f"inference input not found: {path} (a datalist .json or a folder of images)")

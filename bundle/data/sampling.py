@@ -22,6 +22,8 @@ import torch.distributed as dist
 from monai.transforms import Resize, ResizeWithPadOrCrop
 from torch.utils.data import Dataset, Sampler
 
+from .formats import file_kind
+
 __all__ = ["aspect_group", "size_groups", "case_shapes", "balanced_weights", "train_loader", "MultiScaleBatchSampler", "SizedDataset", "CASE_INDEX_KEY"]
 
 #: key under which SizedDataset records each sample's dataset index (for hard example mining)
@@ -196,20 +198,18 @@ def case_shapes(items: Sequence[Dict], crop_to_us_region: bool = True, image_key
     shapes: List[Tuple[int, int]] = []
     for item in items:
         path = str(item[image_key])
-        name = path.lower()
-        if name.endswith((".nii", ".nii.gz")):
+        kind = file_kind(path)
+        if kind == "nifti":
             import nibabel as nib
 
             shape = nib.load(path).shape[:2]
-        elif name.endswith((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")):
+        elif kind == "pil":
             with Image.open(path) as image:
                 shape = (image.height, image.width)
         else:
-            import pydicom
+            from .dicom_reader import read_dataset, ultrasound_region
 
-            from .dicom_reader import ultrasound_region
-
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            ds = read_dataset(path, stop_before_pixels=True)
             shape = (int(ds.Rows), int(ds.Columns))
             box, _ = ultrasound_region(ds)
             if crop_to_us_region and (box >= 0).all():

@@ -16,17 +16,20 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
-from .datalist import DatalistError, load_datalist
+
+from ..errors import BadInputError
+from .datalist import DatalistError, image_items, load_datalist
 from .loading import load_image
 from .transforms import MISSING_CLASS
+from .ultrasound import REGION_KEY
 
-__all__ = ["DataValidationError", "check_case", "validate_items", "checked_datalist"]
+__all__ = ["DataValidationError", "check_case", "validate_items", "checked_datalist", "checked_inputs"]
 
 logger = logging.getLogger("munet")
 _MAX_LISTED = 50
 
 
-class DataValidationError(ValueError):
+class DataValidationError(BadInputError):
     """One or more cases of a datalist are unusable; the message lists each file and problem."""
 
 
@@ -48,18 +51,28 @@ def check_case(
     image_key: str = "image",
     label_key: str = "label",
     class_key: str = "class",
+    crop_to_us_region: bool = True,
 ) -> Optional[str]:
-    """The problem with one datalist entry, or None when it is usable."""
+    """The problem with one datalist entry, or None when it is usable.
+
+    With ``crop_to_us_region`` a DICOM's declared ultrasound region must lie inside its frame:
+    the crop would otherwise stop the run mid-way, on the first batch that holds the file.
+    """
     image_path = item.get(image_key)
     if not image_path:
         return "entry has no image"
     if not Path(image_path).is_file():
         return "image file not found"
     try:
-        image = np.asarray(load_image(image_path, dicom_frame))
+        loaded = load_image(image_path, dicom_frame)
+        image = np.asarray(loaded)
         image_shape = _spatial(image, image_path)
     except Exception as err:  # any reader failure is reported, not raised one case at a time
-        return f"image cannot be read: {_reason(err)}"
+        return f"image cannot be read: {_reason(err, image_path)}"
+    if crop_to_us_region:
+        region = _region_problem(getattr(loaded, "meta", {}) or {}, image_shape)
+        if region:
+            return region
     value = item.get(class_key)
     if value is not None and value != "":
         try:
@@ -77,7 +90,7 @@ def check_case(
         mask = np.asarray(load_image(mask_path, dicom_frame))
         mask_shape = _spatial(mask, mask_path)
     except Exception as err:
-        return f"mask {mask_path} cannot be read: {_reason(err)}"
+        return f"mask {mask_path} cannot be read: {_reason(err, mask_path)}"
     if mask_shape != image_shape:
         return f"mask {mask_path} is {mask_shape[0]}x{mask_shape[1]} (rows x columns) but the image is {image_shape[0]}x{image_shape[1]}"
     if mask.ndim == 3:
@@ -91,10 +104,27 @@ def check_case(
     return None
 
 
-def _reason(err: BaseException) -> str:
-    """The error's first line, without the file name that the report already shows."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return text[:300]
+def _region_problem(meta: Dict[str, Any], shape: tuple) -> Optional[str]:
+    """Why the declared ultrasound region cannot be cropped from a ``shape`` frame, or None."""
+    box = np.asarray(meta.get(REGION_KEY, [-1, -1, -1, -1])).reshape(-1)
+    if box.size != 4 or (box < 0).any():
+        return None
+    x0, y0, x1, y1 = (int(v) for v in box)
+    rows, cols = shape
+    if x1 < cols and y1 < rows and x0 <= x1 and y0 <= y1:
+        return None
+    return (
+        f"ultrasound region (x0, y0, x1, y1) = ({x0}, {y0}, {x1}, {y1}) reaches past the {rows}x{cols} frame "
+        "(fix the file's Sequence of Ultrasound Regions, or pass --crop_to_us_region False)"
+    )
+
+
+def _reason(err: BaseException, path: Optional[str] = None) -> str:
+    """The error as one line, without the file name that the report already shows."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if path and text.startswith(f"{path}: "):
+        text = text[len(path) + 2 :]
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def validate_items(
@@ -105,6 +135,7 @@ def validate_items(
     skip_bad: bool = False,
     dicom_frame: Optional[int] = None,
     workers: int = 4,
+    crop_to_us_region: bool = True,
 ) -> List[Dict[str, Any]]:
     """Check every entry; raise :class:`DataValidationError` or drop bad ones (``skip_bad``)."""
     if not items:
@@ -113,7 +144,10 @@ def validate_items(
     step = max(len(items) // 10, 1)
     problems: List[Optional[str]] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(check_case, item, dicom_frame, num_classes, require_lesion) for item in items]
+        futures = [
+            pool.submit(check_case, item, dicom_frame, num_classes, require_lesion, crop_to_us_region=crop_to_us_region)
+            for item in items
+        ]
         for done, future in enumerate(futures, start=1):
             problems.append(future.result())
             if len(items) >= 200 and done % step == 0 and done < len(items):
@@ -147,7 +181,27 @@ def checked_datalist(
     require_lesion: bool = True,
     skip_bad: bool = False,
     dicom_frame: Optional[int] = None,
+    crop_to_us_region: bool = True,
 ) -> List[Dict[str, Any]]:
     """:func:`load_datalist` followed by :func:`validate_items` on its ``key`` list."""
     items = load_datalist(path, key, base_dir)
-    return validate_items(items, f"{path} [{key}]", num_classes, require_lesion, skip_bad, dicom_frame)
+    return validate_items(
+        items, f"{path} [{key}]", num_classes, require_lesion, skip_bad, dicom_frame, crop_to_us_region=crop_to_us_region
+    )
+
+
+def checked_inputs(
+    source: str,
+    key: str = "test",
+    base_dir: Optional[str] = None,
+    skip_bad: bool = False,
+    dicom_frame: Optional[int] = None,
+    crop_to_us_region: bool = True,
+) -> List[Dict[str, Any]]:
+    """Inference inputs (:func:`image_items`: a datalist's ``key`` list or a folder), checked.
+
+    The error names the list as the user gave it: ``datalist.json [test]`` or the folder.
+    """
+    items = image_items(source, key, base_dir)
+    name = f"{source} [{key}]" if str(source).endswith(".json") else f"the images under {source}"
+    return validate_items(items, name, skip_bad=skip_bad, dicom_frame=dicom_frame, crop_to_us_region=crop_to_us_region)

@@ -17,6 +17,7 @@ from ignite.engine import Engine, Events
 from PIL import Image
 from scipy import ndimage
 
+from ..data.formats import strip_image_suffix
 from .metrics import MUNetMetrics
 from .postprocessing import CLASS_PROB_KEY, LESION_PROB_KEY
 
@@ -200,11 +201,7 @@ class PredictionWriter:
         self.output_dir.mkdir(parents=True, exist_ok=True)
 
     def _unique_stem(self, source: str) -> str:
-        name = Path(source).name
-        for suffix in (".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".dcm", ".bmp", ".tif", ".tiff"):
-            if name.lower().endswith(suffix):
-                name = name[: -len(suffix)]
-                break
+        name = strip_image_suffix(Path(source).name)
         count = self._names.get(name, 0)
         self._names[name] = count + 1
         return name if count == 0 else f"{name}_{count}"
