@@ -30,7 +30,7 @@ from PIL import Image  # noqa: E402
 
 from bundle.data.busi import convert_busi  # noqa: E402
 from bundle.runner import run_bundle_command  # noqa: E402
-from study_common import META, case_metrics, cli_args, git_commit, history, normal_image_findings, slug, write_bundle_configs  # noqa: E402
+from study_common import META, fmt_mean_std, case_metrics, cli_args, git_commit, history, normal_image_findings, slug, write_bundle_configs  # noqa: E402
 
 #: Table I: the U-Net baseline, MUNet with the paper encoder, and two backbones
 TABLE_I = {
@@ -164,15 +164,6 @@ class Study:
         return record
 
 
-def _fmt(values: Sequence[float], digits: int = 3) -> str:
-    values = [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))]
-    if not values:
-        return "n/a"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
-
-
 def main(
     busi_dir: str,
     output_dir: str = "runs/results",
@@ -239,10 +230,10 @@ def _row(name: str, records: List[Dict], with_time: bool = True) -> str:
     """One table row: mean ± std of each metric over the records (seeds); training minutes when asked."""
     if not records:
         return f"| {name} | not run yet (CPU budget) |" + " |" * (len(COLUMNS) + with_time - 1)
-    cells = [_fmt([r.get(k) for r in records]) for k in COLUMNS]
+    cells = [fmt_mean_std([r.get(k) for r in records]) for k in COLUMNS]
     if with_time:
         times = [r["train_seconds"] / 60 for r in records if "train_seconds" in r]
-        cells.append(_fmt(times, digits=1) if times else "(evaluation only)")
+        cells.append(fmt_mean_std(times, digits=1) if times else "(evaluation only)")
     return f"| {name} | " + " | ".join(cells) + " |"
 
 

@@ -33,7 +33,7 @@ import fire  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bundle.runner import run_bundle_command  # noqa: E402
-from study_common import META, case_metrics, cli_args, git_commit, normal_image_findings  # noqa: E402
+from study_common import META, fmt_mean_std, case_metrics, cli_args, git_commit, normal_image_findings  # noqa: E402
 from train_recommended import load_recipe, prepare_data, train_recommended  # noqa: E402
 
 #: row key -> (table name, train_recommended arguments)
@@ -120,15 +120,6 @@ class RecommendedStudy:
         return record
 
 
-def _fmt(values: Sequence[Optional[float]], digits: int = 3) -> str:
-    values = [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))]
-    if not values:
-        return "n/a"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
-
-
 def _minutes_per_epoch(record: Dict) -> Optional[float]:
     if "train_seconds" not in record:
         return None
@@ -144,11 +135,11 @@ def table(rows: Dict[str, List[Dict]]) -> List[str]:
             lines.append(f"| {name} | not run yet |" + " |" * (len(titles) - 2))
             continue
         cells = [",".join(str(r.get("seed", "-")) for r in records)]
-        cells += [_fmt([r.get(k) for r in records]) for k in COLUMNS]
+        cells += [fmt_mean_std([r.get(k) for r in records]) for k in COLUMNS]
         times = [r["train_seconds"] / 60 for r in records if "train_seconds" in r]
-        cells.append(_fmt(times, 1) if times else "(evaluation only)")
+        cells.append(fmt_mean_std(times, 1) if times else "(evaluation only)")
         per_epoch = [m for m in (_minutes_per_epoch(r) for r in records) if m is not None]
-        cells.append(_fmt(per_epoch, 2) if per_epoch else "")
+        cells.append(fmt_mean_std(per_epoch, 2) if per_epoch else "")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
@@ -169,7 +160,7 @@ def lever_table(levers: List[tuple]) -> List[str]:
         if not with_ or not without:
             lines.append(f"| {lever} | {compared} | not run yet | | | | {note} |")
             continue
-        epochs = [_fmt([m for m in (_minutes_per_epoch(r) for r in group) if m is not None], 2) for group in (with_, without)]
+        epochs = [fmt_mean_std([m for m in (_minutes_per_epoch(r) for r in group) if m is not None], 2) for group in (with_, without)]
         lines.append(f"| {lever} | {compared} | {_delta(with_, without, 'dice')} | {_delta(with_, without, 'auc')} | "
                      f"{_delta(with_, without, 'normal_fpr')} | {epochs[0]} / {epochs[1]} | {note} |")
     return lines

@@ -20,7 +20,7 @@ from PIL import Image
 from bundle.engines.metrics import classification_metrics
 from bundle.runner import REPO_ROOT as REPO
 
-__all__ = ["META", "cli_args", "case_metrics", "normal_image_findings", "slug", "history", "write_bundle_configs",
+__all__ = ["META", "fmt_mean_std", "cli_args", "case_metrics", "normal_image_findings", "slug", "history", "write_bundle_configs",
            "git_commit", "relative_to"]
 
 META = ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf"]
@@ -72,6 +72,16 @@ def normal_image_findings(pred_dir: Path) -> Dict[str, float]:
     if not marked:
         return {"normal_fpr": float("nan"), "normal_area": float("nan")}
     return {"normal_fpr": float(np.mean([m > 0 for m in marked])), "normal_area": float(np.mean(marked))}
+
+
+def fmt_mean_std(values, digits: int = 3) -> str:
+    """``mean ± std`` (sample std) of the finite values, the value alone for one, ``n/a`` for none."""
+    values = [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
 def slug(name: str) -> str:

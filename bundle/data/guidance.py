@@ -15,7 +15,7 @@ is not used for this reason.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Hashable, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Hashable, List, Mapping, Sequence
 
 import numpy as np
 import torch
