@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv with Python 3.11 and install the bundle's pinned dependencies (runtime + tests).
-# Safe to re-run. Usage: bash scripts/setup_env.sh [--with-monailabel]
+# Safe to re-run. Usage: bash scripts/setup_env.sh [--with-monailabel | --with-pacs]
 #
 # --with-monailabel also creates .venv-monailabel: the same pinned runtime plus monailabel 0.8.5
 # for the MONAI Label app (bundle/monailabel_app). It is a separate environment because
@@ -8,8 +8,48 @@
 # does not need; building sam2 from source makes it take about 5 minutes. If it fails, the reason
 # is written to .venv-monailabel/INSTALL_FAILED (the server tests skip with it) and the script
 # exits non-zero.
+#
+# --with-pacs installs only the system tools of the PACS tests (nothing in .venv): Orthanc with its
+# DICOMweb plugin (Debian packages orthanc, orthanc-dicomweb) and dciodvfy (dicom3tools), with
+# apt-get when a tool is missing and the user is root; about 30 s each. Otherwise the reason is
+# written to .pacs/INSTALL_FAILED (the Orthanc and dciodvfy tests skip naming it) and the script
+# exits non-zero. The tests start their own Orthanc (scripts/start_orthanc.sh) on free ports; a
+# system service the package may start (port 8042/4242) is neither used nor touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+install_pacs() {
+  mkdir -p .pacs
+  rm -f .pacs/INSTALL_FAILED
+  local need=() reason=""
+  { command -v Orthanc >/dev/null || [ -x /usr/sbin/Orthanc ]; } || need+=(orthanc)
+  [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || [ -f /usr/lib/orthanc/plugins/libOrthancDicomWeb.so ] \
+    || need+=(orthanc-dicomweb)
+  command -v dciodvfy >/dev/null || need+=(dicom3tools)
+  if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+      reason="not root, so apt-get cannot install ${need[*]}; as root run: apt-get install -y ${need[*]}"
+    elif ! command -v apt-get >/dev/null; then
+      reason="no apt-get here (not Debian/Ubuntu): install ${need[*]} (Orthanc with its DICOMweb plugin; dicom3tools) another way"
+    else
+      echo "installing ${need[*]} with apt-get (about 30 s; log: .pacs/install.log)"
+      if ! { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}"; } > .pacs/install.log 2>&1; then
+        reason="apt-get install ${need[*]} failed: $(grep -v '^\s*$' .pacs/install.log | tail -3 | tr '\n' ' ')"
+      fi
+    fi
+  fi
+  if [ -n "$reason" ]; then
+    echo "$reason" > .pacs/INSTALL_FAILED
+    echo "warning: $reason" >&2
+    return 1
+  fi
+  echo "PACS tools ready: $( (command -v Orthanc || echo /usr/sbin/Orthanc) | head -1), DICOMweb plugin, $(command -v dciodvfy)"
+}
+
+if [ "${1:-}" = "--with-pacs" ]; then
+  install_pacs
+  exit $?
+fi
 
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3

@@ -17,6 +17,7 @@ from ignite.engine import Engine, Events
 from PIL import Image
 from scipy import ndimage
 
+from ..data.dicom_reader import is_dicom_file
 from ..data.formats import strip_image_suffix
 from .metrics import MUNetMetrics
 from .postprocessing import CLASS_PROB_KEY, LESION_PROB_KEY
@@ -175,6 +176,12 @@ class PredictionWriter:
         class_names: names of the class probabilities' columns.
         threshold: probability at which a pixel is lesion.
         overlay: write ``<name>_overlay.png`` (image in gray, predicted contour in red).
+        dicom_outputs: for a DICOM input also write ``<name>_seg.dcm`` (DICOM Segmentation of the
+            same mask) and ``<name>_sr.dcm`` (Structured Report with the class probabilities),
+            see :mod:`.dicom_outputs`; the CSV gets their paths and SOP Instance UIDs, or
+            ``dicom_error`` when the file cannot be referenced (the PNG outputs are still written).
+        dicom_frame: the run's ``dicom_frame`` (the frame of a multi-frame file that was segmented).
+        algorithm_version: version written in the DICOM objects (default: the bundle's metadata).
     """
 
     def __init__(
@@ -183,11 +190,18 @@ class PredictionWriter:
         class_names: Sequence[str] = ("benign", "malignant"),
         threshold: float = 0.5,
         overlay: bool = True,
+        dicom_outputs: bool = False,
+        dicom_frame: Optional[int] = None,
+        algorithm_version: Optional[str] = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.class_names = list(class_names)
         self.threshold = threshold
         self.overlay = overlay
+        self.dicom_outputs = dicom_outputs
+        self.dicom_frame = dicom_frame
+        self.algorithm_version = algorithm_version
+        self._dicom_writer: Any = None
         self.rows: List[Dict[str, Any]] = []
         self._names: Dict[str, int] = {}
 
@@ -199,6 +213,11 @@ class PredictionWriter:
     def _started(self, engine: Engine) -> None:
         self.rows, self._names = [], {}
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        if self.dicom_outputs:  # one SEG and one SR series per study and run
+            from .dicom_outputs import DicomResultWriter
+
+            self._dicom_writer = DicomResultWriter(self.class_names, frame=self.dicom_frame,
+                                                   algorithm_version=self.algorithm_version)
 
     def _unique_stem(self, source: str) -> str:
         name = strip_image_suffix(Path(source).name)
@@ -237,11 +256,19 @@ class PredictionWriter:
                 overlay_path = self.output_dir / f"{stem}_overlay.png"
                 Image.fromarray(rgb).save(overlay_path)
                 row["overlay"] = str(overlay_path)
+        probs = None
         if CLASS_PROB_KEY in sample:
             probs = sample[CLASS_PROB_KEY].detach().float().cpu().tolist()
             for name, p in zip(self.class_names, probs):
                 row[f"prob_{name}"] = round(float(p), 6)
             row["predicted_class"] = self.class_names[int(np.argmax(probs))]
+        if self._dicom_writer is not None and is_dicom_file(source):
+            try:
+                row.update(self._dicom_writer.write(source, mask, self.output_dir, stem, probs, row.get("lesion_area_mm2")))
+            except Exception as err:  # the PNG outputs stand; the CSV and the log say why there is no SEG
+                reason = " ".join(str(err).split()) or type(err).__name__
+                logger.warning("no DICOM SEG/SR for %s: %s", source, reason)
+                row["dicom_error"] = reason
         self.rows.append(row)
 
     def _write_csv(self, engine: Engine) -> None:
@@ -256,5 +283,7 @@ class PredictionWriter:
             writer = csv.DictWriter(stream, fieldnames=fields)
             writer.writeheader()
             writer.writerows(self.rows)
-        logger.info("wrote %d masks, overlays and %s", len(self.rows), path)
+        segs = sum(1 for row in self.rows if row.get("dicom_seg"))
+        logger.info("wrote %d masks, overlays%s and %s", len(self.rows),
+                    f", {segs} DICOM SEG + SR" if self._dicom_writer is not None else "", path)
 

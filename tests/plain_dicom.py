@@ -1,0 +1,141 @@
+"""Ultrasound DICOM files written by plain pydicom (not the bundle's writer), and a tiny bundle.
+
+Shared by the DICOM output and PACS tests. The files look like a scanner's: Ultrasound Image
+Storage (or Multi-frame), grayscale, RGB or YBR_FULL_422 JPEG, a Sequence of Ultrasound Regions
+with the B-mode region and its spacing, and some Type 2 attributes left out as scanners do.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, UltrasoundImageStorage, UltrasoundMultiFrameImageStorage, generate_uid
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def lesion_image(rows: int, cols: int, seed: int = 0) -> np.ndarray:
+    """A gray speckle image with a dark oval (rows x columns, uint8), different rows and columns."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    image = 120 + 40 * rng.random((rows, cols))
+    oval = ((yy - rows * 0.45) / (rows * 0.2)) ** 2 + ((xx - cols * 0.55) / (cols * 0.18)) ** 2 < 1
+    image[oval] = 30
+    image[:4, :] = 255  # a burnt-in text band above the region
+    return image.astype(np.uint8)
+
+
+def us_dataset(pixels: np.ndarray, photometric: str = "MONOCHROME2", frames: int = 1, study_uid: Optional[str] = None,
+               series_uid: Optional[str] = None, patient_id: str = "MUNET-TEST-1", instance: int = 1) -> Dataset:
+    """An Ultrasound Image dataset around ``pixels`` (frames first when ``frames > 1``), by hand.
+
+    PatientBirthDate, PatientSex, AccessionNumber and ReferringPhysicianName are left out.
+    """
+    ds = Dataset()
+    ds.SOPClassUID = UltrasoundImageStorage if frames == 1 else UltrasoundMultiFrameImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid or generate_uid(), series_uid or generate_uid()
+    ds.PatientID, ds.PatientName, ds.StudyID = patient_id, "Test^Plain", "1"
+    ds.StudyDate, ds.StudyTime, ds.Modality = "20240101", "120000", "US"
+    ds.SeriesNumber, ds.InstanceNumber = 1, instance
+    shape = pixels.shape[1:] if frames > 1 else pixels.shape
+    ds.Rows, ds.Columns = shape[0], shape[1]
+    ds.SamplesPerPixel = 3 if len(shape) == 3 else 1
+    if ds.SamplesPerPixel == 3:
+        ds.PlanarConfiguration = 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+        ds.FrameIncrementPointer = (0x0018, 0x1063)
+        ds.FrameTime = 33.3
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = pixels.astype(np.uint8).tobytes()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return ds
+
+
+def with_region(ds: Dataset, box: Tuple[int, int, int, int], delta_cm: Tuple[float, float] = (0.01, 0.02)) -> Dataset:
+    """Declare the B-mode region ``(x0, y0, x1, y1)`` with spacing ``(dx, dy)`` in cm."""
+    region = Dataset()
+    region.RegionSpatialFormat, region.RegionDataType, region.RegionFlags = 1, 1, 0
+    region.RegionLocationMinX0, region.RegionLocationMinY0, region.RegionLocationMaxX1, region.RegionLocationMaxY1 = box
+    region.PhysicalUnitsXDirection, region.PhysicalUnitsYDirection = 3, 3
+    region.PhysicalDeltaX, region.PhysicalDeltaY = delta_cm
+    ds.SequenceOfUltrasoundRegions = DicomSequence([region])
+    return ds
+
+
+def as_ybr_jpeg(ds: Dataset, rgb: np.ndarray) -> Dataset:
+    """Make ``ds`` a YBR_FULL_422 JPEG baseline image of ``rgb`` (as many scanners send)."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb, mode="RGB").save(buffer, format="JPEG", quality=95, subsampling="4:2:2")
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.LossyImageCompression = "01"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    return ds
+
+
+def save(ds: Dataset, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def tiny_bundle(root: Path, seed: int = 0, gain: float = 1000.0) -> Path:
+    """A bundle folder whose ``models/model.pt`` is a random-weight 8-wide MUNet (nothing trained).
+
+    ``configs/inference.json`` is the repository's at 64 px and 8 channels. A random network's
+    mask logits are nearly constant over the image (spread about 1e-4), so its mask is empty or
+    full; each mask head is centred on its mean logit for :func:`lesion_image` and scaled by
+    ``gain`` (weights and bias only), which gives masks with lesion and background pixels.
+    """
+    import torch
+
+    from bundle.networks import build_network
+
+    (root / "configs").mkdir(parents=True, exist_ok=True)
+    config = json.loads((REPO / "configs" / "inference.json").read_text())
+    config.update(image_size=64, base_channels=8)
+    (root / "configs" / "inference.json").write_text(json.dumps(config, indent=4))
+    for name in ("metadata.json", "logging.conf"):
+        shutil.copy(REPO / "configs" / name, root / "configs" / name)
+    torch.manual_seed(seed)
+    net = build_network("munet", output="mask", base_channels=8).eval()
+    heads = [key for key in net.state_dict() if key.startswith("mask_heads.") and key.endswith(".conv.bias")]
+    with torch.no_grad():
+        x = torch.tensor(lesion_image(64, 64, seed) / 255.0, dtype=torch.float32)[None, None]
+        outputs = net.forward_dict(x)
+        logits = [outputs[k] for k in sorted((k for k in outputs if k.startswith("mask_stride")), key=lambda k: -int(k[11:]))]
+        state = net.state_dict()
+        for key, logit in zip(heads, logits):  # mask_heads.0 is the deepest (stride 16)
+            prefix = key[: -len("bias")]
+            state[prefix + "weight"] = state[prefix + "weight"] * gain
+            state[key] = (state[key] - logit.mean()) * gain
+    (root / "models").mkdir(exist_ok=True)
+    torch.save(state, root / "models" / "model.pt")
+    return root
+
+
+def inference_overrides(bundle: Path, images: Path, output_dir: Path, **extra: object) -> Sequence[str]:
+    """``monai.bundle run inferring`` arguments for ``bundle`` on the folder ``images``."""
+    args = ["run", "inferring", "--meta_file", str(bundle / "configs" / "metadata.json"),
+            "--config_file", str(bundle / "configs" / "inference.json"),
+            "--logging_file", str(bundle / "configs" / "logging.conf"), "--bundle_root", str(bundle),
+            "--datalist", str(images), "--dataset_dir", str(images), "--output_dir", str(output_dir)]
+    for key, value in extra.items():
+        args += [f"--{key}", str(value)]
+    return args
