@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 
@@ -83,7 +84,6 @@ def test_png_datalist(tmp_path: Path) -> None:
 @needs_busi
 def test_dicom_conversion(tmp_path: Path) -> None:
     """Through the CLI (Fire parsing included): DICOM pixels equal the PNG pixels exactly."""
-    pydicom = pytest.importorskip("pydicom")
     manifest = _manifest()
     out = tmp_path / "dicom"
     cmd = [

@@ -12,7 +12,7 @@ _REPO_ROOT = str(Path(__file__).resolve().parents[1])
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-pydicom = pytest.importorskip("pydicom")
+import pydicom  # noqa: E402  (a required dependency: a broken install must fail, not skip)
 
 from bundle.data.dicom_writer import deterministic_uid, write_mask_dicom, write_ultrasound_dicom  # noqa: E402
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 from scipy import ndimage as ndi
@@ -198,7 +199,6 @@ def _region(ds) -> tuple[int, int, int, int]:
 
 
 def test_dicom_files_are_ultrasound_dicom(dicom_dataset: tuple[Path, dict]) -> None:
-    pydicom = pytest.importorskip("pydicom")
     out, datalist = dicom_dataset
     assert json.loads((out / "datalist.json").read_text()) == datalist
     entries = _entries(datalist)
@@ -241,7 +241,6 @@ def test_dicom_files_are_ultrasound_dicom(dicom_dataset: tuple[Path, dict]) -> N
 
 
 def test_dicom_variant_mix(dicom_dataset: tuple[Path, dict]) -> None:
-    pydicom = pytest.importorskip("pydicom")
     out, datalist = dicom_dataset
     kinds = []
     for e in _entries(datalist):
@@ -257,7 +256,6 @@ def test_dicom_variant_mix(dicom_dataset: tuple[Path, dict]) -> None:
 
 
 def test_dicom_colour_overlays_avoid_the_lesion(dicom_dataset: tuple[Path, dict]) -> None:
-    pydicom = pytest.importorskip("pydicom")
     out, datalist = dicom_dataset
     n_rgb = 0
     for e in _entries(datalist):
@@ -275,7 +273,6 @@ def test_dicom_colour_overlays_avoid_the_lesion(dicom_dataset: tuple[Path, dict]
 
 def test_dicom_tissue_matches_png_mode(dicom_dataset: tuple[Path, dict]) -> None:
     """Inside the declared region, a grayscale uncompressed file holds exactly the PNG-mode image."""
-    pydicom = pytest.importorskip("pydicom")
     out, datalist = dicom_dataset
     for case_idx, e in enumerate(_entries(datalist)):
         ds = pydicom.dcmread(out / e["image"])
