@@ -2,13 +2,19 @@
 # Start the MONAI Label server for this bundle.
 #   bash scripts/start_monailabel.sh STUDIES_DIR [--bundle_path DIR] [--host 127.0.0.1] [--port 8000]
 # STUDIES_DIR holds the images (PNG, JPEG or DICOM); labels are saved under STUDIES_DIR/labels/final.
+# STUDIES_DIR may instead be a PACS's DICOMweb root (http(s)://...): MONAI Label's DICOMweb
+# datastore, configured by its MONAI_LABEL_DICOMWEB_* variables (docs/dicom.md, untested here).
 # Needs the optional extra: bash scripts/setup_env.sh --with-monailabel (creates .venv-monailabel).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 PY="${MONAILABEL_PYTHON:-$REPO/.venv-monailabel/bin/python}"
 [ -x "$PY" ] || { echo "MONAI Label is not installed: run  bash scripts/setup_env.sh --with-monailabel" >&2; exit 2; }
 [ $# -ge 1 ] || { echo "usage: $0 STUDIES_DIR [--bundle_path DIR] [--host H] [--port P]" >&2; exit 2; }
-STUDIES="$(cd "$1" && pwd)"; shift
+case "$1" in
+  http://*|https://*) STUDIES="$1";;  # a DICOMweb server: passed to MONAI Label as it is
+  *) STUDIES="$(cd "$1" && pwd)";;
+esac
+shift
 BUNDLE="$REPO"; HOST=127.0.0.1; PORT=8000
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -18,10 +24,12 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
-# the repo (bundle package) and the pydicom 3 shim (compat/sitecustomize.py) for the server and
+# the web app is MONAI Label's own with its label, infer and train requests checked first
+# (bundle/monailabel_app/server.py: a clear 4xx instead of a stored bad label or a bare 500).
+# The repo (bundle package) and the pydicom 3 shim (compat/sitecustomize.py) for the server and
 # the training subprocesses it starts; .dcm files are not in the datastore's default extensions
 export PYTHONPATH="$REPO/bundle/monailabel_app/compat:$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export MONAI_LABEL_DATASTORE_FILE_EXT='["*.png", "*.jpg", "*.jpeg", "*.dcm"]'
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 exec "$PY" -m monailabel.main start_server --app "$REPO/bundle/monailabel_app" --studies "$STUDIES" \
-  --host "$HOST" --port "$PORT" --conf bundle_path "$BUNDLE"
+  --host "$HOST" --port "$PORT" --conf bundle_path "$BUNDLE" --uvicorn_app bundle.monailabel_app.server:app

@@ -3,8 +3,9 @@
 The server runs from ``.venv-monailabel`` (``bash scripts/setup_env.sh --with-monailabel``; the
 test command installs it) through ``scripts/start_monailabel.sh``, on 127.0.0.1, with a studies
 folder of generated PNG and DICOM ultrasound images. The served bundle is a copy of the configs
-with a tiny network trained here (automatic and interactive). These tests skip only when that
-environment could not be installed.
+with a tiny network trained here (automatic and interactive), plus a weak one (1 epoch) that a
+server-side training must replace, where the good one must not be replaced by a worse one.
+These tests skip only when that environment could not be installed.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ def served(tmp_path_factory) -> Dict:
     for config in (TRAIN, interactive):
         run_bundle(["run", "training", "--config_file", config, "--meta_file", META, "--logging_file", LOGGING,
                     *cli_args(overrides(bundle, data, max_epochs=20))], timeout=900)
+    weak = root / "weak"  # one epoch: a model that training from the saved labels should beat
+    run_bundle(["run", "training", "--config_file", TRAIN, "--meta_file", META, "--logging_file", LOGGING,
+                *cli_args(overrides(weak, data, max_epochs=1))], timeout=900)
 
     studies = root / "studies"
     studies.mkdir()
@@ -98,6 +102,12 @@ def served(tmp_path_factory) -> Dict:
     bundle_masks = root / "bundle_inference"
     run_bundle(["run", "inferring", "--config_file", str(bundle / "configs" / "inference.json"), "--meta_file", META,
                 "--logging_file", LOGGING, "--bundle_root", str(bundle), "--datalist", str(studies), "--output_dir", str(bundle_masks)])
+    more = root / "more"  # more images to label for the training that must publish
+    generate_demo_dataset(str(more), n_train=24, n_val=0, n_test=0, min_size=60, max_size=100, seed=7)
+    for item in json.loads((more / "datalist.json").read_text())["training"]:
+        target = studies / f"more_{Path(item['image']).name}"
+        shutil.copy(more / item["image"], target)
+        truth[target.name.split(".")[0]] = more / item["label"]
 
     port = _free_port()
     log = open(root / "server.log", "w")
@@ -120,7 +130,8 @@ def served(tmp_path_factory) -> Dict:
             if time.time() > deadline:
                 raise AssertionError(f"server not up after 300 s:\n{(root / 'server.log').read_text()[-4000:]}")
             time.sleep(2)
-        yield {"url": url, "bundle": bundle, "studies": studies, "truth": truth, "log": root / "server.log", "bundle_masks": bundle_masks}
+        yield {"url": url, "bundle": bundle, "studies": studies, "truth": truth, "log": root / "server.log", "bundle_masks": bundle_masks,
+               "weak": weak / "models" / "model.pt", "root": root}
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -230,33 +241,226 @@ def test_clicks_move_the_interactive_mask_toward_them(served):
         assert (cleaned.astype(bool) & region).sum() < region.sum()
 
 
-def test_saved_labels_train_a_new_checkpoint(served):
-    url, bundle, studies = served["url"], served["bundle"], served["studies"]
-    ids = sorted(i for i in served["truth"] if i.startswith(_PREFIX["png"]))[:3] + ["us_case_0000", "us_case_0001"]
-    for n, image_id in enumerate(ids):
-        mask = (_truth(served, image_id) * 1).astype(np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(mask).save(buffer, format="PNG")
-        params = {"class": "malignant"} if n == 0 else {}
-        response = requests.put(f"{url}/datastore/label", params={"image": image_id, "tag": "final"},
-                                files={"label": (f"{image_id}.png", buffer.getvalue(), "image/png")},
-                                data={"params": json.dumps(params)}, timeout=60)
-        assert response.status_code == 200, response.text
-        saved = np.asarray(Image.open(studies / "labels" / "final" / f"{image_id}.png"))
-        assert np.array_equal(saved > 0, mask > 0)
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
 
+
+def _save_label(served: Dict, image_id: str, params: Dict | None = None) -> None:
+    mask = (_truth(served, image_id) * 1).astype(np.uint8)
+    response = requests.put(f"{served['url']}/datastore/label", params={"image": image_id, "tag": "final"},
+                            files={"label": (f"{image_id}.png", _png(mask), "image/png")},
+                            data={"params": json.dumps(params or {})}, timeout=60)
+    assert response.status_code == 200, response.text
+    saved = np.asarray(Image.open(served["studies"] / "labels" / "final" / f"{image_id}.png"))
+    assert np.array_equal(saved > 0, mask > 0)
+
+
+def _train(served: Dict, model: str, body: Dict) -> Dict:
+    response = requests.post(f"{served['url']}/train/{model}", params={"run_sync": "true"}, json=body, timeout=1200)
+    assert response.status_code == 200, f"{response.text[-2000:]}\n{served['log'].read_text()[-4000:]}"
+    print(f"\nPOST /train/{model} {json.dumps(body)} -> {response.text}")
+    return response.json()
+
+
+def test_interactive_weights_carry_their_training_size(served):
+    """The interactive weights are served at the size they were trained at (their sidecar), changes
+    are picked up without a restart, and a model without weights is refused with the reason."""
+    url, models = served["url"], served["bundle"] / "models"
+    image_id = sorted(i for i in served["truth"] if i.startswith(_PREFIX["png"]))[0]
+    info = requests.get(f"{url}/info/", timeout=30).json()["models"]["munet_interactive"]
+    assert info["trained_with"]["image_size"] == 64 == info["image_size"]  # written by the interactive training
+    assert info["trained_with"]["base_channels"] == 8 and "weights_note" not in info
+    weights, sidecar = models / "model_interactive.pt", models / "model_interactive.json"
+    original = sidecar.read_text()
+    moved = models / "moved_away.bin"
+    try:
+        # weights said to be trained at 96 px (inference.json says 64): served at 96 from the next call on
+        content = json.loads(original)
+        content["trained_with"]["image_size"] = 96
+        sidecar.write_text(json.dumps(content))
+        info = requests.get(f"{url}/info/", timeout=30).json()["models"]["munet_interactive"]
+        assert info["image_size"] == 96 and "image_size 96" in info["weights_note"] and "image_size 64" in info["weights_note"]
+        label, _ = _infer(served, "munet_interactive", image_id)
+        assert label.shape == _truth(served, image_id).shape
+        # no sidecar: inference.json's size, and the answer says the training size is unknown
+        sidecar.unlink()
+        info = requests.get(f"{url}/info/", timeout=30).json()["models"]["munet_interactive"]
+        assert info["trained_with"] is None and info["image_size"] == 64 and "unknown" in info["weights_note"]
+        # no weights: not listed, /infer says why
+        weights.rename(moved)
+        info = requests.get(f"{url}/info/", timeout=30).json()
+        assert "munet_interactive" not in info["models"] and "missing" in info["not_served"]["munet_interactive"]
+        response = requests.post(f"{url}/infer/munet_interactive", params={"image": image_id}, timeout=60)
+        assert response.status_code == 404 and "model_interactive.pt is missing" in response.json()["detail"]
+    finally:
+        if moved.exists():
+            moved.rename(weights)
+        sidecar.write_text(original)
+    info = requests.get(f"{url}/info/", timeout=30).json()["models"]["munet_interactive"]
+    assert info["image_size"] == 64 and info["trained_with"]["image_size"] == 64
+
+
+def _malformed_requests(served: Dict):
+    """(case, method, path, requests kwargs, status, start of the message): the table in docs/monailabel.md."""
+    shapes = {i: _truth(served, i).shape for i in served["truth"] if i.startswith(("jpeg_", "case_"))}
+    image_id = sorted(shapes, key=lambda i: (not i.startswith("jpeg_"), shapes[i][0] == shapes[i][1], i))[0]
+    rows, cols = shapes[image_id]
+    assert rows != cols
+    mask = (_truth(served, image_id) * 1).astype(np.uint8)
+    label = {"image": image_id, "tag": "final"}
+    png = ("label.png", _png(mask), "image/png")
+    grey = mask.copy()
+    grey[0, :3] = [0, 1, 2]
+    file_name = next(p.name for p in served["studies"].iterdir() if p.name.split(".")[0] == image_id)
+    server_path = str(served["studies"] / file_name)
+    return image_id, [
+        ("label: a text file", "put", "/datastore/label", dict(params=label, files={"label": ("label.png", b"not an image\n", "image/png")}),
+         422, "label: 'label.png' is not a readable image"),
+        ("label: 10x10 for a larger image", "put", "/datastore/label", dict(params=label, files={"label": ("label.png", _png(np.zeros((10, 10), np.uint8)), "image/png")}),
+         422, f"label: 10x10 (rows x columns) but image '{image_id}' is {rows}x{cols}"),
+        ("label: transposed", "put", "/datastore/label", dict(params=label, files={"label": ("label.png", _png(mask.T.copy()), "image/png")}),
+         422, f"label: {cols}x{rows} (rows x columns) but image '{image_id}' is {rows}x{cols} (the label looks transposed"),
+        ("label: not binary", "put", "/datastore/label", dict(params=label, files={"label": ("label.png", _png(grey), "image/png")}),
+         422, "label: not binary (values 0, 1, 2)"),
+        ("label: class \"maybe\"", "put", "/datastore/label", dict(params=label, files={"label": png}, data={"params": '{"class": "maybe"}'}),
+         422, 'params.class: "maybe" is not a class; expected one of benign, malignant (or 0, 1)'),
+        ("label: params not JSON", "put", "/datastore/label", dict(params=label, files={"label": png}, data={"params": "{class: benign"}),
+         422, "params: not valid JSON"),
+        ("label: unknown image", "put", "/datastore/label", dict(params={"image": "no_such_image"}, files={"label": png}),
+         404, "image: 'no_such_image' is not in the datastore"),
+        ("label: no image parameter", "put", "/datastore/label", dict(files={"label": png}), 422, "image: missing"),
+        ("label: tag with a path", "put", "/datastore/label", dict(params={"image": image_id, "tag": "../../x"}, files={"label": png}),
+         422, "tag: '../../x' is not a label tag"),
+        ("label: no label file", "put", "/datastore/label", dict(params=label), 422, "label: missing"),
+        ("infer: unknown model", "post", "/infer/no_such_model", dict(params={"image": image_id}), 404,
+         "model: 'no_such_model' is not served here (served: munet, munet_interactive)"),
+        ("infer: params not JSON", "post", "/infer/munet", dict(params={"image": image_id}, data={"params": "{not json"}), 422,
+         "params: not valid JSON"),
+        ("infer: no image parameter", "post", "/infer/munet", {}, 422, "image: missing"),
+        ("infer: unknown image", "post", "/infer/munet", dict(params={"image": "no_such_image"}), 404,
+         "image: 'no_such_image' is not in the datastore"),
+        ("infer: a server path as image", "post", "/infer/munet", dict(params={"image": server_path}), 404,
+         f"image: '{file_name}' is not in the datastore"),
+        ("infer: click outside the image", "post", "/infer/munet_interactive",
+         dict(params={"image": image_id}, data={"params": json.dumps({"foreground": [[cols + 50, 1, 0]]})}), 422,
+         f"{file_name}: foreground: click [{cols + 50}, 1, 0] is outside"),
+        ("train: unknown trainer", "post", "/train/no_such_model", dict(params={"run_sync": "true"}, json={"max_epochs": 1}), 404,
+         "model: 'no_such_model' is not a trainer here (trainers: munet, munet_interactive)"),
+        ("train: body not JSON", "post", "/train/munet", dict(params={"run_sync": "true"}, data="max_epochs=1",
+                                                              headers={"Content-Type": "application/json"}), 422, "body: not valid JSON"),
+        ("train: body not an object", "post", "/train/munet", dict(params={"run_sync": "true"}, json=[1]), 422,
+         "body: expected a JSON object of trainer options, got list"),
+        ("train: max_epochs 0", "post", "/train/munet", dict(params={"run_sync": "true"}, json={"max_epochs": 0}), 422,
+         "max_epochs: 0 is out of range (allowed: 1 to 10000)"),
+        ("train: max_epochs \"abc\"", "post", "/train/munet", dict(params={"run_sync": "true"}, json={"max_epochs": "abc"}), 422,
+         'max_epochs: "abc" is not a whole number (allowed: 1 to 10000)'),
+        ("train: negative learning rate", "post", "/train/munet", dict(params={"run_sync": "true"}, json={"fine_tune_learning_rate": -1}),
+         422, "fine_tune_learning_rate: -1 is out of range"),
+    ]
+
+
+def test_malformed_requests_get_a_clear_4xx(served):
+    url, studies = served["url"], served["studies"]
+    image_id, cases = _malformed_requests(served)
+    weights = served["bundle"] / "models" / "model.pt"
+    before = weights.read_bytes()
+    rows = []
+    for case, method, path, kwargs, status, message in cases:
+        response = getattr(requests, method)(f"{url}{path}", timeout=120, **kwargs)
+        detail = response.json().get("detail") if response.headers.get("content-type", "").startswith("application/json") else response.text
+        rows.append(f"| {case} | {response.status_code} | {detail} |")
+        assert response.status_code == status and isinstance(detail, str) and detail.startswith(message), \
+            f"{case}: {response.status_code} {response.text[:500]}\n{served['log'].read_text()[-3000:]}"
+        assert str(served["root"]) not in response.text and "/tmp/" not in response.text, f"{case}: a server path in {response.text}"
+        assert requests.get(f"{url}/info/", timeout=30).status_code == 200, f"no /info/ after {case}"
+    print("\n".join(rows))  # the rows of the docs table (pytest -s)
+    assert not list((studies / "labels" / "final").glob(f"{image_id}.*")), "a refused label was stored"
+    assert weights.read_bytes() == before
+
+
+def test_worse_model_is_not_published(served):
+    """One epoch at a fine-tune learning rate of 1.0 wrecks the good model: the answer gives both
+    scores, models/model.pt stays byte-identical, no .prev is made, and /info/ shows the scores."""
+    url, bundle = served["url"], served["bundle"]
+    ids = sorted(i for i in served["truth"] if i.startswith(_PREFIX["png"]))
+    for n, image_id in enumerate(ids):
+        _save_label(served, image_id, {"class": "malignant"} if n == 0 else {})
     weights = bundle / "models" / "model.pt"
     before = weights.read_bytes()
-    response = requests.post(f"{url}/train/munet", params={"run_sync": "true"},
-                             json={"max_epochs": 2, "val_split": 0.4, "device": "cpu"}, timeout=900)
-    assert response.status_code == 200, f"{response.text[-2000:]}\n{served['log'].read_text()[-4000:]}"
+    masks = {i: _infer(served, "munet", i)[0] for i in ids[:2]}
+
+    result = _train(served, "munet", {"max_epochs": 1, "val_split": 0.25, "fine_tune_learning_rate": 1.0, "device": "cpu"})
+    assert result["published"] is False, result
+    assert result["fine_tune"] is True and result["learning_rate"] == 1.0 and result["max_epochs"] == 1
+    assert result["validation_images"] == ids[-2:] and result["metric"] == "val_score"
+    assert result["after"]["val_score"] < result["before"]["val_score"], result
+    assert result["before"]["val_dice"] is not None and result["after"]["val_dice"] is not None
+    assert "kept" in result["reason"] and "served" in result["reason"]
+    assert weights.read_bytes() == before, "models/model.pt changed"
+    assert not (bundle / "models" / "model.pt.prev").exists()
+    stats = requests.get(f"{url}/info/", timeout=30).json()["train_stats"]["munet"]
+    assert stats["published"] is False and stats["before"] == result["before"] and stats["after"] == result["after"]
+    for image_id, mask in masks.items():  # still the good model's masks
+        assert np.array_equal(_infer(served, "munet", image_id)[0], mask)
+
+
+def test_better_model_is_published_and_the_old_one_kept(served):
+    """With the weak model served, training from the saved labels (no max_epochs: the default 5)
+    publishes better weights, keeps the weak ones as model.pt.prev, and copying them back restores them."""
+    url, bundle = served["url"], served["bundle"]
+    models = bundle / "models"
+    weak = served["weak"].read_bytes()
+    shutil.copyfile(served["weak"], models / "model.pt")  # the server picks it up without a restart
+    probe = sorted(i for i in served["truth"] if i.startswith(_PREFIX["png"]))[1]
+    weak_mask, _ = _infer(served, "munet", probe)
+    ids = ["us_case_0000", "us_case_0001"] + sorted(i for i in served["truth"] if i.startswith("more_"))
+    for image_id in ids:
+        _save_label(served, image_id)
+
+    result = _train(served, "munet", {"val_split": 0.2, "fine_tune_learning_rate": 0.001, "device": "cpu"})
+    assert result["published"] is True, result
+    assert result["max_epochs"] == 5 and result["fine_tune"] is True and result["warmup_epochs"] == 1
+    assert result["after"]["val_score"] >= result["before"]["val_score"], result
+    assert result["previous"] == "models/model.pt.prev" and (models / "model.pt.prev").read_bytes() == weak
+    assert (models / "model.pt").read_bytes() != weak
+    info = json.loads((models / "model.json").read_text())  # the new weights' sidecar
+    assert info["trained_with"]["image_size"] == 64 and info["validation"]["after"] == result["after"]
+    stats = requests.get(f"{url}/info/", timeout=30).json()["train_stats"]["munet"]
+    assert stats["published"] is True and stats["before"] == result["before"]
+
     datalist = json.loads((bundle / "eval" / "monailabel" / "datalist.json").read_text())
     cases = datalist["training"] + datalist["validation"]
-    assert len(cases) == 5
+    assert len(cases) == 8 + len(ids)
     classes = {Path(c["image"]).name.split(".")[0]: c["class"] for c in cases}
-    assert classes[ids[0]] == 1  # from the label's params
+    first_png = sorted(i for i in served["truth"] if i.startswith(_PREFIX["png"]))[0]
+    assert classes[first_png] == 1  # from the label's params
     assert classes["us_case_0000"] == 0  # from classes.json
     assert classes["us_case_0001"] == -1  # neither: segmentation only
-    assert weights.read_bytes() != before, "training did not write a new models/model.pt"
-    label, _ = _infer(served, "munet", ids[1])  # the server serves the new weights
-    assert label.shape == _truth(served, ids[1]).shape
+
+    new_mask, _ = _infer(served, "munet", probe)  # the server serves the new weights
+    assert new_mask.shape == weak_mask.shape
+    shutil.copyfile(models / "model.pt.prev", models / "model.pt")  # restore
+    restored, _ = _infer(served, "munet", probe)
+    assert np.array_equal(restored, weak_mask)
+
+
+def test_interactive_training_follows_the_same_rule(served):
+    """The interactive trainer fine-tunes from model_interactive.pt at its recorded size and
+    publishes only when the new weights score at least as well; either way both scores come back."""
+    models = served["bundle"] / "models"
+    weights = models / "model_interactive.pt"
+    before = weights.read_bytes()
+    result = _train(served, "munet_interactive", {"max_epochs": 1, "device": "cpu"})
+    assert result["model"] == "munet_interactive" and result["fine_tune"] is True and result["learning_rate"] == 1e-4
+    assert result["before"]["val_score"] is not None and result["after"]["val_score"] is not None
+    if result["published"]:
+        assert result["after"]["val_score"] >= result["before"]["val_score"]
+        assert (models / "model_interactive.pt.prev").read_bytes() == before and weights.read_bytes() != before
+        assert json.loads((models / "model_interactive.json").read_text())["trained_with"]["guidance"] is True
+    else:
+        assert result["after"]["val_score"] < result["before"]["val_score"] and weights.read_bytes() == before
+    info = requests.get(f"{served['url']}/info/", timeout=30).json()
+    assert info["models"]["munet_interactive"]["image_size"] == 64
+    assert info["train_stats"]["munet_interactive"]["after"] == result["after"]

@@ -11,13 +11,19 @@ they change, and why:
   MONAI Label's ``Restored`` is not appended (it would resize with the reader's (width, height)
   shape and transpose non-square images);
 - the writer is :func:`bundle.monailabel_app.results.write_label` (uint8 PNG, label value from the
-  metadata) and the class probabilities go into the result JSON.
+  metadata) and the class probabilities go into the result JSON;
+- the weights are served with the settings they were trained with when their sidecar
+  (``models/model_interactive.json``, :mod:`bundle.engines.weights_info`) says so, e.g. at
+  image size 64 although ``inference.json`` says 256, with a warning naming both; without a
+  sidecar the log and ``/info/`` say that the training size is unknown. Weights whose sidecar
+  says they have the other task's input channels are refused (not served, reason in ``/info/``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 from monai.bundle import ConfigParser
@@ -26,6 +32,8 @@ from monailabel.tasks.infer.bundle import BundleConstants, BundleInferTask
 
 from ..data.guidance import BACKGROUND_KEY, FOREGROUND_KEY
 from ..engines.postprocessing import LESION_PROB_KEY
+from ..engines.weights_info import read_weights_info
+from .checks import scrub_paths
 from .results import result_json, write_label
 
 logger = logging.getLogger(__name__)
@@ -49,7 +57,7 @@ def _bad_input(err: Exception) -> Exception:
     while inner.__cause__ is not None and inner.__cause__ is not inner:
         inner = inner.__cause__
     if isinstance(inner, ValueError):  # ImageLoadError, DicomReadError and click errors are ValueErrors
-        return HTTPException(status_code=422, detail=str(inner))
+        return HTTPException(status_code=422, detail=scrub_paths(str(inner)))
     return err
 
 
@@ -74,6 +82,10 @@ class MUNetInferTask(BundleInferTask):
 
     def __init__(self, path: str, conf: Dict[str, str], interactive: bool = False, **kwargs: Any) -> None:
         self.interactive = interactive  # read by _load_bundle_config, which the base __init__ calls
+        self.name = "munet_interactive" if interactive else "munet"
+        self.trained_with: Optional[Dict[str, Any]] = None  # the weights' sidecar values, when it has one
+        self.weights_note: Optional[str] = None  # what /info/ and the log say about the served settings
+        self.refusal: Optional[str] = None  # why these weights cannot be served by this task
         super().__init__(
             path,
             conf,
@@ -84,6 +96,8 @@ class MUNetInferTask(BundleInferTask):
             load_strict=True,
             **kwargs,
         )
+        if self.refusal:
+            self.valid = False
         if self.is_valid():
             # the base class offers every models/*.pt as a choice; only this task's own weights fit
             self._config["model_filename"] = [self.const.model_pytorch()]
@@ -95,7 +109,35 @@ class MUNetInferTask(BundleInferTask):
         parser = ConfigParser()
         parser.read_config(files)
         parser.config.update({"bundle_root": path, "ensemble_bundles": []})  # type: ignore[union-attr]
+        self._apply_weights_info(parser, Path(path) / "models" / MUNetInferConstants(self.interactive).model_pytorch())
         return parser
+
+    def _apply_weights_info(self, parser: ConfigParser, weights: Path) -> None:
+        """Serve ``weights`` with the settings their sidecar records (image size, network values)."""
+        if not weights.is_file():
+            return
+        info, problem = read_weights_info(weights)
+        config = parser.config
+        if info is None:
+            self.weights_note = (f"{problem}; serving at image_size {config.get('image_size')} from configs/inference.json "
+                                 "(if it was trained at another size, results are wrong: retrain, or pass the same "
+                                 "--image_size to training and inference)")
+            logger.warning(f"{self.name}: {self.weights_note}")
+            return
+        trained = dict(info["trained_with"])
+        if "guidance" in trained and bool(trained["guidance"]) != self.interactive:
+            self.refusal = (f"models/{weights.name} was trained {'with' if trained['guidance'] else 'without'} the two click "
+                            f"channels, so it cannot be served as {self.name}")
+            return
+        changed = {k: (config.get(k), v) for k, v in trained.items() if k in config and k != "guidance" and config.get(k) != v}
+        for key, (_, value) in changed.items():
+            config[key] = value  # type: ignore[index]
+        self.trained_with = trained
+        if changed:
+            self.weights_note = (f"served with the settings models/{weights.name} was trained with ("
+                                 + ", ".join(f"{k} {new}" for k, (_, new) in changed.items()) + "); configs/inference.json says "
+                                 + ", ".join(f"{k} {old}" for k, (old, _) in changed.items()))
+            logger.warning(f"{self.name}: {self.weights_note}")
 
     def __call__(self, request: Dict[str, Any], callbacks: Optional[Dict] = None) -> Tuple[Union[str, None], Dict]:
         request = dict(request)
@@ -131,4 +173,8 @@ class MUNetInferTask(BundleInferTask):
     def info(self) -> Dict[str, Any]:
         info = super().info()
         info["class_names"] = list(self.bundle_config.get_parsed_content("class_names"))
+        info["image_size"] = self.bundle_config.get("image_size")
+        info["trained_with"] = self.trained_with
+        if self.weights_note:
+            info["weights_note"] = self.weights_note
         return info
