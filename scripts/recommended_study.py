@@ -15,8 +15,8 @@ trains nothing. Rows:
   from scratch) trained by the same recipe and budget;
 - ``lite1``: the recipe with ImageNet EfficientNet-Lite1 (a lever);
 
-and, from trained bundles without training: the recommended model without test-time flips, and
-the ensemble of its seeds.
+and, from trained bundles without training: the recommended model without test-time flips, with
+its last epoch's weights instead of the best validation score's, and the ensemble of its seeds.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import fire  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bundle.runner import run_bundle_command  # noqa: E402
-from study_common import META, fmt_mean_std, case_metrics, cli_args, git_commit, normal_image_findings  # noqa: E402
+from study_common import META, case_metrics, cli_args, fmt_mean_std, git_commit, normal_image_findings, relative_to  # noqa: E402
 from train_recommended import load_recipe, prepare_data, train_recommended  # noqa: E402
 
 #: row key -> (table name, train_recommended arguments)
@@ -102,7 +102,8 @@ class RecommendedStudy:
         datalists = prepare_data(self.busi_dir, self.data, self.limit)
         content = json.loads(datalists["lesions_only"].read_text())
         first = bundles[0]
-        record = {"name": run, "bundles": [b.name for b in bundles], "inference": inference, "commit": git_commit()}
+        recorded = {k: relative_to(v, self.out) if isinstance(v, str) else v for k, v in inference.items()}  # no machine paths
+        record = {"name": run, "bundles": [b.name for b in bundles], "inference": recorded, "commit": git_commit()}
         values = dict(inference)
         if len(bundles) > 1:
             values.update(ensemble_bundles=[str(b) for b in bundles])
@@ -121,9 +122,11 @@ class RecommendedStudy:
 
 
 def _minutes_per_epoch(record: Dict) -> Optional[float]:
-    if "train_seconds" not in record:
+    """Training minutes per epoch; records of the first study give their epochs through their history."""
+    epochs = record.get("epochs") or len(record.get("history", {}).get("val_dice", []))
+    if "train_seconds" not in record or not epochs:
         return None
-    return record["train_seconds"] / 60 / max(1, int(record.get("epochs") or 1))
+    return record["train_seconds"] / 60 / int(epochs)
 
 
 def table(rows: Dict[str, List[Dict]]) -> List[str]:
@@ -200,6 +203,8 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
     rec_bundles = [study.out / f"recommended_seed{r['seed']}" for r in results["recommended"]]
     no_flips = [r for r in (study.derived(f"recommended_no_flips_seed{r['seed']}", [b], inference_flips=False)
                             for r, b in zip(results["recommended"], rec_bundles)) if r is not None]
+    last_epoch = [r for r in (study.derived(f"recommended_last_epoch_seed{r['seed']}", [b], ckpt_path=str(b / "models" / "checkpoint_last.pt"))
+                              for r, b in zip(results["recommended"], rec_bundles)) if r is not None]
     ensemble = [study.derived("recommended_ensemble", rec_bundles)] if len(rec_bundles) > 1 else []
     ensemble = [r for r in ensemble if r is not None]
     old_lite0 = [json.loads(p.read_text()) for p in sorted((study.records_dir.parent).glob("munet_efficientnet_lite0__imagenet_seed*.json"))]
@@ -216,6 +221,7 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
              + ", ".join(f"{COLUMNS[k]} {'<=' if k == 'normal_fpr' else '>='} {v}" for k, v in TARGETS.items()) + ".", ""]
     named = {ROWS[k][0]: v for k, v in results.items()}
     named["recommended without test-time flips"] = no_flips
+    named["recommended, last epoch's weights instead of the best validation score's"] = last_epoch
     if len(rec_bundles) > 1:
         named[f"ensemble of the recommended seeds ({len(rec_bundles)})"] = ensemble
     lines += table(named)
@@ -236,6 +242,8 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
         ("224 px, presence head + normals, flips (the recipe)", "Table I's EfficientNet-Lite0 row (128 px, 20 epochs, lesion images only)",
          rec, old_lite0, "different image size, data and test-time flips at once"),
         ("test-time horizontal flips", "the same recommended models without flips", rec, no_flips, "inference only, 2 forward passes"),
+        ("model selection: best validation score (Dice + AUC)", "the last epoch's weights of the same runs", rec, last_epoch,
+         "which checkpoint is published"),
         ("presence head + normal images in training", "same recipe on lesion images only", rec, results["lesions_only"],
          "FPR is the point; Dice is on lesion images"),
         ("EfficientNet-Lite1 instead of Lite0", "the recommended model", results["lite1"], rec[:1], "seed 0 each"),
