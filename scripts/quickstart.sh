@@ -25,4 +25,4 @@ echo "== 4/4 inference: masks, overlays and class probabilities =="
 $PY -m monai.bundle run inferring --meta_file configs/metadata.json --config_file configs/inference.json \
     --logging_file configs/logging.conf --dataset_dir demo_data
 
-echo "done: metrics in eval/metrics.json, predictions in eval/inference/ (predictions.csv, *_mask.png, *_overlay.png)"
+echo "done: metrics in eval/metrics.json, predictions in eval/inference/ (predictions.csv, *_mask.png, *_overlay.png; *_seg.dcm + *_sr.dcm for DICOM inputs)"
