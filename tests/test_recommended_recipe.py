@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from bundle_helpers import REPO_ROOT
 
@@ -34,6 +35,11 @@ def test_recipe_trains_a_bundle_with_a_presence_threshold_and_reports_it(tmp_pat
     assert inference["presence_head"] is True and inference["image_size"] == 64 == train["image_size"]
     assert inference["presence_threshold"] == pytest.approx(record["presence_threshold"])
     assert train["require_lesion"] is False
+    # the CPU recipe serves the last epoch's weights; the best-validation-score ones stay beside them
+    served = torch.load(out / "models" / "model.pt", weights_only=True)
+    last = torch.load(out / "models" / "checkpoint_last.pt", weights_only=True)["model"]
+    assert record["recipe"]["model_selection"] == "last_epoch" and (out / "models" / "model_best_val.pt").is_file()
+    assert served.keys() == last.keys() and all(torch.equal(served[k], last[k]) for k in served)
     # run records: paths relative to the data, the commit that trained it, the test figures
     assert len(record["cases"]) == 10 and not any(case["image"].startswith("/") for case in record["cases"])
     assert record["commit"] and record["commit"] != "unknown (not a git checkout)"
