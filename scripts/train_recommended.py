@@ -16,10 +16,12 @@ cores; ``gpu``: the paper's sizes and epochs). Steps, each logged under ``<outpu
    (``--conf bundle_path <output_dir>``) and ``scripts/package_bundle.py`` take it as it is.
    The recipe's ``model_selection`` says which weights become ``model.pt``: ``last_epoch`` (the
    CPU recipe) or ``best_validation_score`` (the default and the GPU recipe, with early stopping).
-5. The lesion-presence threshold, chosen on the validation split (never the test split): the
-   highest threshold that still keeps ``min_lesion_recall`` of the validation lesion images, so
-   that "no lesion" is said on as many normal images as possible without losing lesions. It is
-   written into the bundle's inference.json.
+5. The lesion-presence threshold, chosen on the validation split (never the test split) by
+   ``threshold_rule`` (bundle/engines/presence_threshold.py): ``youden`` (default) maximises
+   lesion recall + normal-image specificity among thresholds keeping ``min_lesion_recall`` (0.95)
+   of the validation lesion images; ``lesion_recall`` takes the highest such threshold. It is
+   written into the bundle's inference.json. Both rules (and no gate) are also measured on the
+   test split from one ungated pass (``threshold_rules`` in result.json).
 6. Evaluation on the test split (lesion images: Dice, Sen, Spec, Acc, AUC) and its normal images
    (false-positive rate), written to ``<output_dir>/result.json`` with the commit that trained it.
 """
@@ -42,6 +44,7 @@ import numpy as np  # noqa: E402
 
 from bundle.data.busi import convert_busi  # noqa: E402
 from bundle.engines.inferer import cpu_capability, resolve_precision  # noqa: E402
+from bundle.engines.presence_threshold import THRESHOLD_RULES, choose_presence_threshold, gated_outcome  # noqa: E402
 from bundle.runner import REPO_ROOT as REPO  # noqa: E402
 from bundle.runner import run_bundle_command  # noqa: E402
 from study_common import (  # noqa: E402
@@ -90,23 +93,6 @@ def prepare_weights(backbone: str, weights_dir: Path) -> Dict[str, str]:
     return {"pretrained": str(path), "pretrained_sha256": digest}
 
 
-def choose_presence_threshold(lesion_probs: List[float], normal_probs: List[float], min_lesion_recall: float = 0.98) -> float:
-    """The highest threshold that keeps at least ``min_lesion_recall`` of the lesion images.
-
-    Missing a lesion costs its whole Dice and a finding, a false alarm on a normal image costs an
-    annotator a glance, so the lesion images set the bound; among thresholds that respect it, the
-    highest empties the most normal images. Returns 0.0 (never gate) without lesion images.
-    """
-    if not lesion_probs:
-        return 0.0
-    ranked = sorted(lesion_probs, reverse=True)
-    keep = int(np.ceil(min_lesion_recall * len(ranked)))
-    lowest_kept = ranked[max(keep, 1) - 1]
-    below = [p for p in lesion_probs + normal_probs if p < lowest_kept]
-    # halfway to the next lower probability, so that the kept lesion images are not on the edge
-    return float((lowest_kept + max(below)) / 2) if below else float(lowest_kept)
-
-
 def keep_last_epoch_weights(models_dir: Path, model_filename: str = "model.pt",
                             last_checkpoint: str = "checkpoint_last.pt") -> Path:
     """Serve the last epoch's weights: ``model.pt`` <- the ``model`` entry of ``checkpoint_last.pt``.
@@ -140,6 +126,24 @@ def _presence_probs(pred_dir: Path, items: List[Dict]) -> List[float]:
     return [float(rows[Path(item["image"]).name]["lesion_prob"]) for item in items]
 
 
+def compare_threshold_rules(bundle: Path, data: Path, lesions_datalist: Path, content: Dict, thresholds: Dict[str, float],
+                            busi_dir: Path) -> Dict[str, Dict]:
+    """Test Dice and normal-image FPR for each rule's threshold (and no gate), from one ungated pass.
+
+    The served bundle is evaluated with its own threshold elsewhere; this pass predicts the test
+    images once without the gate so every rule is measured on the same masks.
+    """
+    logs, ungated = bundle / "logs", {}
+    for split in ("test", "normal_test"):
+        ungated[split] = bundle / "eval" / f"ungated_{split}"
+        _predict(bundle, data, lesions_datalist, split, ungated[split], logs / f"ungated_{split}.log", presence_threshold=None)
+    cases = case_metrics(ungated["test"], content["test"], busi_dir)["cases"]
+    normal_rows = list(csv.DictReader(open(ungated["normal_test"] / "predictions.csv")))
+    inputs = ([c["dice"] for c in cases], [c["lesion_prob"] for c in cases],
+              [int(r["lesion_pixels"]) > 0 for r in normal_rows], [float(r["lesion_prob"]) for r in normal_rows])
+    return {name: {"threshold": t, **gated_outcome(*inputs, threshold=t)} for name, t in {"no gate": None, **thresholds}.items()}
+
+
 def train_recommended(
     busi_dir: str,
     output_dir: str,
@@ -147,17 +151,23 @@ def train_recommended(
     seed: int = 0,
     variant: str = "recommended",
     overrides: Optional[Dict] = None,
-    min_lesion_recall: float = 0.98,
+    threshold_rule: str = "youden",
+    min_lesion_recall: float = 0.95,
     limit_per_split: Optional[int] = None,
     data_dir: Optional[str] = None,
+    evaluate_only: bool = False,
 ) -> Dict:
     """Train, choose the presence threshold, evaluate; returns the run record (also ``<output_dir>/result.json``).
 
     ``overrides`` changes recipe values (e.g. ``{"arch": "unet"}`` for the U-Net at the same budget).
     ``data_dir`` shares one BUSI conversion between runs (default ``<output_dir>/data``).
+    ``evaluate_only`` keeps a finished run's models and training figures and redoes steps 5-6
+    (for example with another ``threshold_rule``).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}")
+    if threshold_rule not in THRESHOLD_RULES:
+        raise ValueError(f"unknown threshold_rule {threshold_rule!r}: choose one of {', '.join(THRESHOLD_RULES)}")
     bundle = Path(output_dir).resolve()
     logs = bundle / "logs"
     data = Path(data_dir).resolve() if data_dir else bundle / "data"
@@ -165,30 +175,37 @@ def train_recommended(
     values = {**load_recipe(profile), **(overrides or {})}
     if variant == "lesions_only":
         values.update(presence_head=False, require_lesion=True)
-    datalist = datalists["lesions_only" if variant == "lesions_only" else "with_normals"]
     selection = values.pop("model_selection", "best_validation_score")
     if selection not in MODEL_SELECTIONS:
         raise ValueError(f"unknown model_selection {selection!r}: choose one of {', '.join(MODEL_SELECTIONS)}")
+    datalist = datalists["lesions_only" if variant == "lesions_only" else "with_normals"]
     network_values = dict(values)
-    training_values = {"seed": seed, **prepare_weights(values.get("backbone", "munet"), data.parent / "weights")}
     print(f"[recipe] {profile}/{variant} seed {seed}: {json.dumps(values)}", flush=True)
     print(f"[recipe] cpu {cpu_capability()}, precision {values.get('precision', 'fp32')} -> "
           f"{resolve_precision(values.get('precision', 'fp32'), 'cpu')} on cpu", flush=True)
 
-    write_bundle_configs(bundle, network_values)
-    train_log = logs / "train.log"
-    print(f"[train] {values.get('max_epochs')} epochs, log {train_log}", flush=True)
-    train_args = ["run", "training", "--config_file", str(bundle / "configs" / "train.json"), *META,
-                  *cli_args({"bundle_root": str(bundle), "dataset_dir": str(data), "datalist": str(datalist),
-                             **training_values}), "--tracking", "mlflow"]
-    train_seconds = run_bundle_command(train_args, train_log)
-    epochs = len(history(bundle).get("val_dice", [])) or int(values.get("max_epochs", 1))
-    if selection == "last_epoch":
-        print(f"[train] serving the last epoch's weights: {keep_last_epoch_weights(bundle / 'models')}", flush=True)
-    print(f"[train] done in {train_seconds / 60:.1f} min ({train_seconds / 60 / epochs:.2f} min/epoch)", flush=True)
+    if evaluate_only:
+        previous = json.loads((bundle / "result.json").read_text())
+        train_seconds, epochs, commit = previous["train_seconds"], previous["epochs"], previous["commit"]
+        print(f"[train] skipped (evaluate_only): models of commit {commit}", flush=True)
+    else:
+        training_values = {"seed": seed, **prepare_weights(values.get("backbone", "munet"), data.parent / "weights")}
+        write_bundle_configs(bundle, network_values)
+        train_log = logs / "train.log"
+        print(f"[train] {values.get('max_epochs')} epochs, log {train_log}", flush=True)
+        train_args = ["run", "training", "--config_file", str(bundle / "configs" / "train.json"), *META,
+                      *cli_args({"bundle_root": str(bundle), "dataset_dir": str(data), "datalist": str(datalist),
+                                 **training_values}), "--tracking", "mlflow"]
+        train_seconds = run_bundle_command(train_args, train_log)
+        epochs = len(history(bundle).get("val_dice", [])) or int(values.get("max_epochs", 1))
+        commit = git_commit()
+        print(f"[train] done in {train_seconds / 60:.1f} min ({train_seconds / 60 / epochs:.2f} min/epoch)", flush=True)
+        if selection == "last_epoch":
+            print(f"[train] serving the last epoch's weights: {keep_last_epoch_weights(bundle / 'models')}", flush=True)
 
     content = json.loads(datalist.read_text())
-    record: Dict = {"profile": profile, "variant": variant, "seed": seed, "recipe": {**values, "model_selection": selection}, "commit": git_commit(),
+    record: Dict = {"profile": profile, "variant": variant, "seed": seed, "recipe": {**values, "model_selection": selection},
+                    "commit": commit, "evaluated_by": git_commit(),
                     "cpu": cpu_capability(), "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1),
                     "train_seconds": round(train_seconds, 1), "epochs": epochs,
                     "data": relative_to(str(datalist), data.parent), "busi_dir": Path(busi_dir).name}
@@ -198,14 +215,22 @@ def train_recommended(
         lesion_items = [i for i in content["validation"] if "class" in i]
         normal_items = [i for i in content["validation"] if "class" not in i]
         lesion_p, normal_p = _presence_probs(val_dir, lesion_items), _presence_probs(val_dir, normal_items)
-        threshold = choose_presence_threshold(lesion_p, normal_p, min_lesion_recall)
+        thresholds = {rule: choose_presence_threshold(lesion_p, normal_p, rule, min_lesion_recall) for rule in THRESHOLD_RULES}
+        threshold = thresholds[threshold_rule]
         record["presence_threshold"] = threshold
+        record["presence_threshold_rule"] = {"rule": threshold_rule, "min_lesion_recall": min_lesion_recall}
         record["validation_presence"] = {
             "lesion_images": len(lesion_p), "normal_images": len(normal_p),
             "lesion_recall": float(np.mean([p >= threshold for p in lesion_p])) if lesion_p else None,
             "normal_specificity": float(np.mean([p < threshold for p in normal_p])) if normal_p else None}
         write_bundle_configs(bundle, {**network_values, "presence_threshold": threshold})
-        print(f"[presence] threshold {threshold:.4f} on validation: {record['validation_presence']}", flush=True)
+        print(f"[presence] threshold {threshold:.4f} ({threshold_rule}) on validation: {record['validation_presence']}", flush=True)
+        if content.get("test") and content.get("normal_test"):
+            record["threshold_rules"] = compare_threshold_rules(bundle, data, datalists["lesions_only"], content,
+                                                                thresholds, Path(busi_dir))
+            print(f"[presence] rules on the test split: {json.dumps(record['threshold_rules'])}", flush=True)
+    elif evaluate_only:
+        write_bundle_configs(bundle, network_values)
 
     for split in ("test", "normal_test"):
         items = content.get(split, [])
@@ -226,20 +251,27 @@ def train_recommended(
 
 
 def main(busi_dir: str, output_dir: str = "runs/recommended", profile: str = "cpu", seed: int = 0,
-         variant: str = "recommended", overrides: Optional[Dict] = None, min_lesion_recall: float = 0.98,
-         limit_per_split: Optional[int] = None, clean: bool = False, data_dir: Optional[str] = None) -> None:
+         variant: str = "recommended", overrides: Optional[Dict] = None, threshold_rule: str = "youden",
+         min_lesion_recall: float = 0.95, limit_per_split: Optional[int] = None, clean: bool = False,
+         data_dir: Optional[str] = None, evaluate_only: bool = False) -> None:
     """Train the recommended model into ``output_dir`` (a bundle folder) and print its test figures.
 
     ``clean`` removes an earlier run in ``output_dir`` first (its models, logs and evaluation);
-    ``data_dir`` shares one BUSI conversion between runs (default ``<output_dir>/data``).
+    ``data_dir`` shares one BUSI conversion between runs (default ``<output_dir>/data``);
+    ``evaluate_only`` re-chooses the presence threshold and re-evaluates a finished run.
     """
     out = Path(output_dir)
+    if clean and evaluate_only:
+        raise ValueError("clean and evaluate_only exclude each other: clean removes the models evaluate_only needs")
+    if evaluate_only and not (out / "models" / "model.pt").is_file():
+        raise FileNotFoundError(f"evaluate_only: no trained model at {out / 'models' / 'model.pt'}")
     if clean and out.exists():
         for part in ("models", "eval", "logs", "configs", "result.json"):
             target = out / part
             shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
     start = time.perf_counter()
-    train_recommended(busi_dir, output_dir, profile, seed, variant, overrides, min_lesion_recall, limit_per_split, data_dir)
+    train_recommended(busi_dir, output_dir, profile, seed, variant, overrides, threshold_rule, min_lesion_recall,
+                      limit_per_split, data_dir, evaluate_only)
     print(f"[done] {(time.perf_counter() - start) / 60:.1f} min in all", flush=True)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import torch
 from monai.data import MetaTensor
@@ -12,13 +10,11 @@ from bundle.engines.ensemble import combine
 from bundle.engines.inferer import MultiTaskInferer
 from bundle.engines.metrics import MUNetMetrics
 from bundle.engines.postprocessing import LESION_PROB_KEY, SplitOutputd, gate_by_presence
+from bundle.engines.presence_threshold import choose_presence_threshold, gated_outcome
 from bundle.losses import MUNetLoss
 from bundle.networks import build_network
 from bundle.networks.munet import PRESENCE_KEY
-from bundle_helpers import REPO_ROOT
 
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-from train_recommended import choose_presence_threshold  # noqa: E402
 
 
 def _logit(p: float) -> torch.Tensor:
@@ -114,11 +110,32 @@ def test_multiscale_and_ensemble_average_the_presence_probability():
     assert float(torch.sigmoid(combined[PRESENCE_KEY])) == pytest.approx(0.25 * 0.2 + 0.75 * 0.8, abs=1e-5)
 
 
-def test_threshold_keeps_the_required_share_of_lesion_images():
+def test_lesion_recall_rule_keeps_the_required_share_of_lesion_images():
     lesions = [0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35, 0.3]
     normals = [0.05, 0.1, 0.2, 0.33, 0.6]
-    t = choose_presence_threshold(lesions, normals, min_lesion_recall=0.9)
+    t = choose_presence_threshold(lesions, normals, "lesion_recall", min_lesion_recall=0.9)
     assert sum(p >= t for p in lesions) == 9  # 90 % kept: the 0.3 image is the one given up
-    assert 0.3 < t <= 0.35 and t == pytest.approx((0.35 + 0.33) / 2)
-    assert choose_presence_threshold(lesions, normals, min_lesion_recall=1.0) == pytest.approx((0.3 + 0.2) / 2)
+    assert t == pytest.approx((0.35 + 0.33) / 2)
+    assert choose_presence_threshold(lesions, normals, "lesion_recall", min_lesion_recall=1.0) == pytest.approx((0.3 + 0.2) / 2)
     assert choose_presence_threshold([], normals) == 0.0
+
+
+def test_youden_rule_trades_lesions_for_normals_only_above_the_recall_floor():
+    lesions = [0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35, 0.3]
+    normals = [0.05, 0.1, 0.2, 0.33, 0.34, 0.36]
+    # floor 0.7: giving up 0.3 and 0.35 (recall 0.8) clears three more normals: 0.8 + 6/6 beats 1.0 + 3/6
+    assert choose_presence_threshold(lesions, normals, "youden", min_lesion_recall=0.7) == pytest.approx((0.36 + 0.4) / 2)
+    # floor 1.0: every lesion kept, the highest such threshold clears the three lowest normals
+    assert choose_presence_threshold(lesions, normals, "youden", min_lesion_recall=1.0) == pytest.approx((0.2 + 0.3) / 2)
+    # perfectly separated: the midpoint of the gap
+    assert choose_presence_threshold([0.8, 0.9], [0.1, 0.2], "youden") == pytest.approx((0.2 + 0.8) / 2)
+    with pytest.raises(ValueError, match="unknown presence threshold rule 'median'"):
+        choose_presence_threshold(lesions, normals, "median")
+
+
+def test_gated_outcome_counts_gated_lesions_as_missed_and_gated_normals_as_clear():
+    outcome = gated_outcome([0.8, 0.6, 0.9], [0.9, 0.2, 0.5], [True, True, False], [0.1, 0.7, 0.9], threshold=0.3)
+    assert outcome == {"dice": pytest.approx((0.8 + 0.0 + 0.9) / 3), "normal_fpr": pytest.approx(1 / 3),
+                       "lesion_images_gated": 1, "normal_images_marked": 1}
+    ungated = gated_outcome([0.8, 0.6, 0.9], [0.9, 0.2, 0.5], [True, True, False], [0.1, 0.7, 0.9], threshold=None)
+    assert ungated["dice"] == pytest.approx(2.3 / 3) and ungated["normal_fpr"] == pytest.approx(2 / 3)

@@ -52,6 +52,21 @@ def test_recipe_trains_a_bundle_with_a_presence_threshold_and_reports_it(tmp_pat
         assert row["finding"] == ("lesion" if int(row["lesion_pixels"]) > 0 else "no lesion")
         if float(row["lesion_prob"]) < record["presence_threshold"]:
             assert int(row["lesion_pixels"]) == 0
+    # every threshold rule and no gate measured on the same ungated test masks; the served one among them
+    rules = record["threshold_rules"]
+    assert set(rules) == {"no gate", "youden", "lesion_recall"} and record["presence_threshold_rule"]["rule"] == "youden"
+    assert rules["youden"]["threshold"] == pytest.approx(record["presence_threshold"])
+    assert rules["no gate"]["lesion_images_gated"] == 0 and rules["no gate"]["normal_fpr"] >= rules["youden"]["normal_fpr"]
+    # a finished run re-evaluated with the other rule: models and training figures kept, threshold re-chosen
+    weights = (out / "models" / "model.pt").read_bytes()
+    again = subprocess.run(command + ["--evaluate_only", "True", "--threshold_rule", "lesion_recall"], cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=1200, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "[train] skipped (evaluate_only)" in again.stdout and (out / "models" / "model.pt").read_bytes() == weights
+    second = json.loads((out / "result.json").read_text())
+    assert second["train_seconds"] == record["train_seconds"] and second["commit"] == record["commit"]
+    assert second["presence_threshold"] == pytest.approx(rules["lesion_recall"]["threshold"])
+    assert json.loads((out / "configs" / "inference.json").read_text())["presence_threshold"] == pytest.approx(second["presence_threshold"])
     # the study script turns finished runs into the "Recommended model" section of results.md
     docs = tmp_path / "docs"
     target = tmp_path / "study" / "recommended" / "recommended_seed0"
