@@ -16,7 +16,10 @@ trains nothing. Rows:
 - ``lite1``: the recipe with ImageNet EfficientNet-Lite1 (a lever);
 
 and, from trained bundles without training: the recommended model without test-time flips, with
-its last epoch's weights instead of the best validation score's, and the ensemble of its seeds.
+its best-validation-score weights (``models/model_best_val.pt``) instead of the last epoch's, and the
+ensemble of its seeds. The presence threshold rules are compared on each run's ungated test pass
+(``threshold_rules`` in its record). Records of the first recipe (20 epochs, best validation
+score, lesion-recall threshold) stay in ``runs/recommended/recipe_v1`` and are shown as one row.
 """
 
 from __future__ import annotations
@@ -97,7 +100,8 @@ class RecommendedStudy:
     def derived(self, run: str, bundles: List[Path], **inference: object) -> Optional[Dict]:
         """An evaluation-only row (no flips, seed ensemble) from trained bundles, cached like the rows."""
         record = self._cached(run)
-        if record is not None or self.report_only or not all((b / "models" / "model.pt").is_file() for b in bundles):
+        weights = [b / "models" / "model.pt" for b in bundles] + ([Path(str(inference["ckpt_path"]))] if "ckpt_path" in inference else [])
+        if record is not None or self.report_only or not all(w.is_file() for w in weights):
             return record
         datalists = prepare_data(self.busi_dir, self.data, self.limit)
         content = json.loads(datalists["lesions_only"].read_text())
@@ -169,6 +173,22 @@ def lever_table(levers: List[tuple]) -> List[str]:
     return lines
 
 
+def threshold_rule_table(records: List[Dict]) -> List[str]:
+    """Test Dice, FPR on normals and images gated for each presence threshold rule, mean ± std over runs."""
+    runs = [r["threshold_rules"] for r in records if r.get("threshold_rules")]
+    if not runs:
+        return ["(no run with an ungated test pass yet)"]
+    lines = ["| rule | threshold | Dice (lesion images) | FPR on normals | lesion images emptied | normal images marked |",
+             "|---|---|---|---|---|---|"]
+    for rule in runs[0]:
+        outcomes = [run[rule] for run in runs if rule in run]
+        cells = [fmt_mean_std([o["threshold"] for o in outcomes]) if outcomes[0]["threshold"] is not None else "-"]
+        cells += [fmt_mean_std([o[k] for o in outcomes]) for k in ("dice", "normal_fpr")]
+        cells += [", ".join(str(o[k]) for o in outcomes) for k in ("lesion_images_gated", "normal_images_marked")]
+        lines.append(f"| {rule} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_section(results_md: Path, section: str) -> None:
     """Put ``section`` into results.md: replace an earlier "Recommended model" section, else insert it before Table I."""
     text = results_md.read_text() if results_md.is_file() else "# Results on BUSI (breast ultrasound)\n\n"
@@ -203,11 +223,12 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
     rec_bundles = [study.out / f"recommended_seed{r['seed']}" for r in results["recommended"]]
     no_flips = [r for r in (study.derived(f"recommended_no_flips_seed{r['seed']}", [b], inference_flips=False)
                             for r, b in zip(results["recommended"], rec_bundles)) if r is not None]
-    last_epoch = [r for r in (study.derived(f"recommended_last_epoch_seed{r['seed']}", [b], ckpt_path=str(b / "models" / "checkpoint_last.pt"))
-                              for r, b in zip(results["recommended"], rec_bundles)) if r is not None]
+    best_val = [r for r in (study.derived(f"recommended_best_val_seed{r['seed']}", [b], ckpt_path=str(b / "models" / "model_best_val.pt"))
+                            for r, b in zip(results["recommended"], rec_bundles)) if r is not None]
     ensemble = [study.derived("recommended_ensemble", rec_bundles)] if len(rec_bundles) > 1 else []
     ensemble = [r for r in ensemble if r is not None]
     old_lite0 = [json.loads(p.read_text()) for p in sorted((study.records_dir.parent).glob("munet_efficientnet_lite0__imagenet_seed*.json"))]
+    recipe_v1 = [json.loads(p.read_text()) for p in sorted((study.records_dir / "recipe_v1").glob("recommended_seed*.json"))]
 
     recipe = load_recipe("cpu")
     rec = results["recommended"]
@@ -221,7 +242,8 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
              + ", ".join(f"{COLUMNS[k]} {'<=' if k == 'normal_fpr' else '>='} {v}" for k, v in TARGETS.items()) + ".", ""]
     named = {ROWS[k][0]: v for k, v in results.items()}
     named["recommended without test-time flips"] = no_flips
-    named["recommended, last epoch's weights instead of the best validation score's"] = last_epoch
+    named["recommended, best validation score's weights instead of the last epoch's"] = best_val
+    named["first recipe (20 epochs, best validation score, lesion-recall threshold; commit 8bb89a9)"] = recipe_v1
     if len(rec_bundles) > 1:
         named[f"ensemble of the recommended seeds ({len(rec_bundles)})"] = ensemble
     lines += table(named)
@@ -242,13 +264,17 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
         ("224 px, presence head + normals, flips (the recipe)", "Table I's EfficientNet-Lite0 row (128 px, 20 epochs, lesion images only)",
          rec, old_lite0, "different image size, data and test-time flips at once"),
         ("test-time horizontal flips", "the same recommended models without flips", rec, no_flips, "inference only, 2 forward passes"),
-        ("model selection: best validation score (Dice + AUC)", "the last epoch's weights of the same runs", rec, last_epoch,
+        ("model selection: last epoch", "the best validation score's (Dice + AUC) weights of the same runs", rec, best_val,
          "which checkpoint is published"),
+        ("25-epoch schedule, last epoch, Youden threshold", "the first recipe (20 epochs, best validation score, lesion-recall threshold)",
+         rec, recipe_v1, "+25 % training time"),
         ("presence head + normal images in training", "same recipe on lesion images only", rec, results["lesions_only"],
          "FPR is the point; Dice is on lesion images"),
         ("EfficientNet-Lite1 instead of Lite0", "the recommended model", results["lite1"], rec[:1], "seed 0 each"),
         ("ensemble of seeds", "the single recommended models", ensemble, rec, "inference cost x seeds"),
     ])
+    lines += ["", "### Presence threshold rules (each run's test images predicted once without the gate)", ""]
+    lines += threshold_rule_table(rec)
     lines += ["", "Speed levers that change no figure (measured by `scripts/benchmark.py`, see docs/benchmarks.md): "
               "`precision auto` (bf16 only on CPUs with native bf16, fp32 elsewhere) and plain tensors into the network "
               "instead of MetaTensors."]
