@@ -10,6 +10,8 @@ lesion images' gradient; saying "no lesion" is the presence logit's job.
 
 ``L_cls`` is MONAI's softmax ``FocalLoss`` (alpha, gamma configurable; alpha may be per-class
 weights for cost-sensitive learning) and each Dice term is MONAI's ``DiceLoss``. A sample whose
+
+
 class label is missing (negative, as ``prepare_batch`` fills in when MONAI Label sends only image
 and mask) adds no classification term. The class head then still gets a zero-valued term so its
 parameters stay in the graph (DDP would otherwise fail on unused parameters).
@@ -17,7 +19,7 @@ parameters stay in the graph (DDP would otherwise fail on unused parameters).
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from typing import Dict, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -26,15 +28,7 @@ from torch import nn
 
 from .networks.munet import BRANCH_PREFIX, CLASS_KEY, PRESENCE_KEY
 
-__all__ = ["MUNetLoss", "MISSING_CLASS", "branch_logits"]
-
-#: Class value meaning "no class label for this sample".
-MISSING_CLASS = -1
-
-
-def branch_logits(outputs: Mapping[str, torch.Tensor]) -> List[torch.Tensor]:
-    """The branch mask logits of a network output dict, in output order (coarse to fine)."""
-    return [value for key, value in outputs.items() if key.startswith(BRANCH_PREFIX)]
+__all__ = ["MUNetLoss"]
 
 
 class MUNetLoss(nn.Module):

@@ -24,10 +24,9 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import fire  # noqa: E402
+import fire
 
 NETWORKS = {
     "MUNet (paper encoder, width 32)": {"kind": "munet", "backbone": "munet", "base_channels": 32},
@@ -153,7 +152,7 @@ def end_to_end(size_limit: int = 256, repeats: int = 5) -> Dict:
     from PIL import Image
 
     from bundle.data.preprocessing import deterministic_transforms
-    from bundle.data.synthetic import generate_demo_dataset
+    from bundle.dataset_tools.demo_dataset import generate_demo_dataset
     from bundle.networks import build_network
 
     work = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
@@ -265,7 +264,7 @@ def training_loop(size: int = 128, batch: int = 8, epochs: int = 3, n_train: int
     """
     import re
 
-    from bundle.data.synthetic import generate_demo_dataset
+    from bundle.dataset_tools.demo_dataset import generate_demo_dataset
     from bundle.runner import run_bundle_command
 
     name = "MUNet (paper encoder, width 32)"

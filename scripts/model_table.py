@@ -17,17 +17,16 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from typing import Dict, List, Optional, Sequence  # noqa: E402
+from typing import Dict, List, Optional, Sequence
 
-import fire  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+import fire
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from bundle.networks import TESTED_TIMM_BACKBONES, MUNet, UNetBaseline  # noqa: E402
+from bundle.networks import TESTED_TIMM_BACKBONES, MUNet, UNetBaseline
 
 BACKBONES = TESTED_TIMM_BACKBONES
 

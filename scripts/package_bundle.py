@@ -9,15 +9,10 @@ send that hash to the receiver by another channel.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import fire
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import fire  # noqa: E402
-
-from bundle.networks.pretrained import sha256_of  # noqa: E402
-from bundle.sharing.package import build_package  # noqa: E402
+from bundle.sharing.checksums import sha256_of
+from bundle.sharing.package import build_package
 
 
 def main(bundle_root: str = ".", output_dir: str = "dist", name: str = "munet_ultrasound", overrides: dict | None = None, url_base: str = "") -> None:

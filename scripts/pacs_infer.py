@@ -36,8 +36,9 @@ from io import BytesIO
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
+from bundle.runner import bundle_argv
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 #: Series of these modalities hold results, not images to segment.
 RESULT_MODALITIES = ("SEG", "SR")
@@ -127,8 +128,8 @@ def _bundle_file(bundle_root: Path, relative: str) -> str:
 
 def run_inference(bundle_root: Path, images: Path, output_dir: Path, extra: Sequence[str]) -> None:
     """The bundle's own inference command on the downloaded folder (raises when it fails)."""
-    command = [
-        sys.executable, "-m", "monai.bundle", "run", "inferring",
+    command = bundle_argv(
+        "run", "inferring",
         "--meta_file", _bundle_file(bundle_root, "configs/metadata.json"),
         "--config_file", _bundle_file(bundle_root, "configs/inference.json"),
         "--logging_file", _bundle_file(bundle_root, "configs/logging.conf"),
@@ -137,7 +138,7 @@ def run_inference(bundle_root: Path, images: Path, output_dir: Path, extra: Sequ
         "--output_dir", str(output_dir),
         "--write_dicom_seg", "True",
         *extra,
-    ]
+    )
     path = [str(bundle_root), str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     result = subprocess.run(command, env=env)

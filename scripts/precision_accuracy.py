@@ -16,9 +16,7 @@ from pathlib import Path
 
 import fire
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bundle.runner import run_bundle_command  # noqa: E402
+from bundle.runner import run_bundle_command
 
 REPO = Path(__file__).resolve().parents[1]
 

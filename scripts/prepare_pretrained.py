@@ -9,14 +9,9 @@ file, to pass as ``pretrained_sha256`` together with ``pretrained``.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import fire
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import fire  # noqa: E402
-
-from bundle.networks.efficientnet_lite import convert_package_weights  # noqa: E402
+from bundle.networks.efficientnet_lite import convert_package_weights
 
 
 def main(output: str = "weights/efficientnet_lite0_imagenet.pt") -> None:

@@ -19,13 +19,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import fire
 
-import fire  # noqa: E402
-
-from bundle.sharing.checksums import IntegrityError, verify_manifest  # noqa: E402
-from bundle.sharing.package import unpack_package  # noqa: E402
-from bundle.sharing.review import format_review, review_configs  # noqa: E402
+from bundle.sharing.checksums import IntegrityError, verify_manifest
+from bundle.sharing.package import unpack_package
+from bundle.sharing.review import format_review, review_configs
 
 
 def unpack(archive: str, destination: str, expected_sha256: str = "") -> None:

@@ -26,18 +26,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import fire
+import numpy as np
 
-import fire  # noqa: E402
-import numpy as np  # noqa: E402
-
-from bundle.runner import run_bundle_command  # noqa: E402
-from study_common import META, case_metrics, cli_args, fmt_mean_std, git_commit, normal_image_findings, relative_to  # noqa: E402
-from train_recommended import load_recipe, prepare_data, train_recommended  # noqa: E402
+from bundle.runner import run_bundle_command
+from study_common import META, case_metrics, cli_args, fmt_mean_std, git_commit, normal_image_findings, relative_to
+from train_recommended import load_recipe, prepare_data, train_recommended
 
 #: row key -> (table name, train_recommended arguments)
 ROWS: Dict[str, tuple] = {

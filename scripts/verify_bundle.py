@@ -6,13 +6,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import fire
 
-import fire  # noqa: E402
-
-from bundle.sharing.zoo_checks import run_zoo_checks  # noqa: E402
+from bundle.sharing.zoo_checks import run_zoo_checks
 
 
 def main(bundle_root: str = ".", ckpt_file: str = "") -> None:

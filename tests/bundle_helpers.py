@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from bundle.data.synthetic import generate_demo_dataset
+from bundle.runner import bundle_argv
+from bundle.dataset_tools.demo_dataset import generate_demo_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = REPO_ROOT / "configs"
@@ -48,7 +48,7 @@ def run_bundle(args: Sequence[str], timeout: float = 600, env: Dict[str, str] | 
     """Run ``python -m monai.bundle <args>`` from the repo root; raises with the output on failure."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     result = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", *args],
+        bundle_argv(*args),
         cwd=REPO_ROOT,
         env=full_env,
         capture_output=True,

@@ -20,11 +20,9 @@ import pydicom
 import pytest
 from PIL import Image
 
-_REPO = Path(__file__).resolve().parents[1]
-if str(_REPO) not in sys.path:
-    sys.path.insert(0, str(_REPO))
+from bundle.dataset_tools.busi import BusiError, convert_busi, parse_flags, read_manifest
 
-from bundle.data.busi import BusiError, convert_busi, parse_flags, read_manifest  # noqa: E402
+_REPO = Path(__file__).resolve().parents[1]
 
 BUSI_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "busi"
 needs_busi = pytest.mark.skipif(

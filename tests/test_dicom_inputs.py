@@ -1,6 +1,6 @@
 """Every input kind of docs/dicom.md, each on a file written by plain pydicom, nibabel or PIL.
 
-Not by ``bundle/data/dicom_writer.py``: a writer and a reader of the same project can share a
+Not by ``bundle/dataset_tools/dicom_writer.py``: a writer and a reader of the same project can share a
 mistake (a reader that ignores ``MONOCHROME1`` passes every test on files a writer never marks
 so). Each test is named in the table of docs/dicom.md.
 """

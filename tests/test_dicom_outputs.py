@@ -9,7 +9,6 @@ import csv
 import logging
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import highdicom as hd
@@ -22,6 +21,7 @@ from PIL import Image
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
+from bundle.runner import bundle_argv
 from bundle.engines.dicom_outputs import DicomOutputError, DicomResultWriter, class_probability_code
 from bundle.engines.handlers import PredictionWriter
 from bundle.engines.postprocessing import CLASS_PROB_KEY
@@ -58,7 +58,7 @@ def inferred(tmp_path_factory):
     bundle = tiny_bundle(root / "bundle")
     sources = _images(root / "images")
     out = root / "out"
-    result = subprocess.run([sys.executable, "-m", "monai.bundle", *inference_overrides(bundle, root / "images", out, dicom_frame=1)],
+    result = subprocess.run(bundle_argv(*inference_overrides(bundle, root / "images", out, dicom_frame=1)),
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {Path(row["image"]).name: row for row in csv.DictReader(open(out / "predictions.csv"))}

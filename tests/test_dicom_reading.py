@@ -11,7 +11,7 @@ from monai.transforms import Compose, Invertd
 from PIL import Image
 
 from bundle.data.dicom_reader import DicomReadError
-from bundle.data.dicom_writer import write_mask_dicom, write_ultrasound_dicom
+from bundle.dataset_tools.dicom_writer import write_mask_dicom, write_ultrasound_dicom
 from bundle.data.loading import ImageLoadError, load_image
 from bundle.data.preprocessing import deterministic_transforms
 from bundle.data.validation import DataValidationError, validate_items

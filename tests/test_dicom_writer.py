@@ -1,20 +1,14 @@
-"""Round trips of bundle/data/dicom_writer.py through pydicom: pixels, orientation, tags, regions."""
+"""Round trips of bundle/dataset_tools/dicom_writer.py through pydicom: pixels, orientation, tags, regions."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 
-_REPO_ROOT = str(Path(__file__).resolve().parents[1])
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
-import pydicom  # noqa: E402  (a required dependency: a broken install must fail, not skip)
-
-from bundle.data.dicom_writer import deterministic_uid, write_mask_dicom, write_ultrasound_dicom  # noqa: E402
+from bundle.dataset_tools.dicom_writer import deterministic_uid, write_mask_dicom, write_ultrasound_dicom
 
 EXPLICIT = "1.2.840.10008.1.2.1"
 JPEG = "1.2.840.10008.1.2.4.50"

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from monai.bundle import ConfigWorkflow
 from monai.utils import path_to_sqlite_uri
 
+from bundle.runner import bundle_argv
 from bundle_helpers import LOGGING, META, REPO_ROOT, TRAIN, cli_args, make_tiny_dataset, overrides, run_bundle
 
 
@@ -201,8 +202,8 @@ def test_training_finishes_when_the_tracking_server_dies_mid_epoch(tmp_path):
     server, uri = _start_server(tmp_path / "server")
     root = tmp_path / "tracked"
     log_path = tmp_path / "tracked.log"
-    command = [sys.executable, "-m", "monai.bundle", *train, "--tracking", "mlflow", "--tracking_uri", uri,
-               *cli_args(overrides(root, data, run_name="killed_run", **common))]
+    command = bundle_argv(*train, "--tracking", "mlflow", "--tracking_uri", uri,
+               *cli_args(overrides(root, data, run_name="killed_run", **common)))
     training = None
     try:
         with open(log_path, "w") as log:

@@ -29,7 +29,7 @@ import requests
 from PIL import Image
 from scipy import ndimage
 
-from bundle.data.synthetic import generate_demo_dataset
+from bundle.dataset_tools.demo_dataset import generate_demo_dataset
 from bundle_helpers import CONFIGS, LOGGING, META, REPO_ROOT, TRAIN, TINY, cli_args, make_tiny_dataset, overrides, run_bundle
 
 MONAILABEL_PYTHON = Path(os.environ.get("MONAILABEL_PYTHON", REPO_ROOT / ".venv-monailabel" / "bin" / "python"))

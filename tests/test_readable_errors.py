@@ -23,6 +23,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
 
 import bundle
+from bundle.runner import bundle_argv
 from bundle import errors
 from bundle.data.validation import DataValidationError
 
@@ -115,7 +116,7 @@ def _five_bad_images(folder: Path) -> list:
 def _run(args: list, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     env.pop(errors.TRACEBACK_ENV, None)
-    return subprocess.run([sys.executable, "-m", "monai.bundle", "run", *args], cwd=REPO_ROOT, env=env,
+    return subprocess.run(bundle_argv("run", *args), cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
 
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import torch
 
+from bundle.runner import bundle_argv
 from bundle_helpers import LOGGING, META, REPO_ROOT, TRAIN, cli_args, make_tiny_dataset, overrides, run_bundle
 
 
 def _train_command(values) -> list:
-    return [sys.executable, "-m", "monai.bundle", "run", "training", "--meta_file", META, "--config_file", TRAIN,
-            "--logging_file", LOGGING, *cli_args(values)]
+    return bundle_argv("run", "training", "--meta_file", META, "--config_file", TRAIN,
+            "--logging_file", LOGGING, *cli_args(values))
 
 
 def _completed_epochs(checkpoint) -> int:

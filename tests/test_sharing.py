@@ -6,16 +6,17 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from monai.bundle import ConfigWorkflow
 from PIL import Image
 
-from bundle.sharing.checksums import IntegrityError
+from bundle.runner import bundle_argv
+from bundle.sharing.checksums import IntegrityError, sha256_of
 from bundle.sharing.package import PACKAGED, build_package, unpack_package
 from bundle.sharing.review import review_configs
 from bundle.sharing.zoo_checks import run_zoo_checks
@@ -38,9 +39,9 @@ def _infer(bundle_root: Path, data: Path, out: Path) -> subprocess.CompletedProc
     """Inference in a fresh process whose working directory is the bundle, without this repo on the path."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["HF_HUB_OFFLINE"] = "1"
-    command = [sys.executable, "-m", "monai.bundle", "run", "inferring", "--meta_file", "configs/metadata.json",
+    command = bundle_argv("run", "inferring", "--meta_file", "configs/metadata.json",
                "--config_file", "configs/inference.json", "--logging_file", "configs/logging.conf",
-               "--dataset_dir", str(data), "--output_dir", str(out)]
+               "--dataset_dir", str(data), "--output_dir", str(out))
     result = subprocess.run(command, cwd=bundle_root, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -71,10 +72,9 @@ def test_package_layout_and_manifest(shared):
                      "checksums.sha256", "large_files.yml", "LICENSE", "bundle/networks/munet.py", "docs/README.md"):
         assert f"munet_ultrasound/{required}" in names, required
     assert not [n for n in names if "__pycache__" in n or n.startswith("munet_ultrasound/tests/")]
-    large = (received / "large_files.yml").read_text()
-    from bundle.networks.pretrained import sha256_of
-
-    assert f'hash_val: "{sha256_of(received / "models" / "model.pt")}"' in large and "hash_type: \"sha256\"" in large
+    large = yaml.safe_load((received / "large_files.yml").read_text())["large_files"]
+    assert [entry["path"] for entry in large] == ["models/model.pt", "models/model.ts"]
+    assert large[0]["hash_val"] == sha256_of(received / "models" / "model.pt") and large[0]["hash_type"] == "sha256"
     assert json.loads((received / "configs" / "inference.json").read_text())["base_channels"] == 8
 
 

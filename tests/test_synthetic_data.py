@@ -1,10 +1,9 @@
-"""Tests of the synthetic ultrasound generator (bundle/data/synthetic.py)."""
+"""Tests of the synthetic ultrasound generator (bundle/dataset_tools/)."""
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +12,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage as ndi
 
-_REPO_ROOT = str(Path(__file__).resolve().parents[1])
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
-from bundle.data.synthetic import _draw_size, generate_demo_dataset, make_case  # noqa: E402
+from bundle.dataset_tools.demo_dataset import _draw_size, generate_demo_dataset
+from bundle.dataset_tools.ultrasound_simulator import make_case
 
 SMALL = {"n_train": 6, "n_val": 3, "n_test": 3, "min_size": 128, "max_size": 160}
 

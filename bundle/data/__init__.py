@@ -1,5 +1,12 @@
-"""Reading ultrasound data: datalists, pinned readers, our transforms, the preprocessing chain, demo data."""
+"""Reading ultrasound data: datalists, pinned readers, checks, our transforms, the preprocessing chain.
 
-from . import augment, busi, datalist, datasets, dicom_pixels, dicom_reader, dicom_writer, folders, formats, loading, preprocessing, sampling, synthetic, transforms, ultrasound, validation
+Tools that write data (demo data, BUSI converter, DICOM writer) live in ``bundle.dataset_tools``.
+"""
 
-__all__ = ["augment", "busi", "datalist", "datasets", "dicom_pixels", "dicom_reader", "dicom_writer", "folders", "formats", "loading", "preprocessing", "sampling", "synthetic", "transforms", "ultrasound", "validation"]
+from . import (augment, datalist, datasets, dicom_pixels, dicom_reader, folders, formats, loading, preprocessing, sampling,
+               transforms, ultrasound, validation)
+
+__all__ = ["augment", "datalist", "datasets", "dicom_pixels", "dicom_reader", "folders", "formats", "loading", "preprocessing",
+           "sampling", "transforms", "ultrasound", "validation"]
+
+

@@ -27,6 +27,7 @@ from monai.data import ImageReader
 from monai.data.image_reader import _copy_compatible_dict, _stack_images
 from monai.utils import MetaKeys, ensure_tuple
 
+from ..constants import US_REGION_KEY, US_SPACING_KEY
 from ..errors import BadInputError
 from .dicom_pixels import display_pixels
 from .formats import DICOM_SUFFIXES, is_dicom_content, kind_by_name
@@ -229,8 +230,8 @@ class UltrasoundDicomReader(ImageReader):
         header: Dict[str, Any] = {
             MetaKeys.SPATIAL_SHAPE: np.asarray(pixels.shape[:2]),
             MetaKeys.ORIGINAL_CHANNEL_DIM: -1 if pixels.ndim == 3 else float("nan"),
-            "us_region": box,
-            "us_spacing_mm": spacing,
+            US_REGION_KEY: box,
+            US_SPACING_KEY: spacing,
             "modality": str(ds.get("Modality", "")),
             "photometric_interpretation": str(ds.get("PhotometricInterpretation", "")),
         }

@@ -25,14 +25,14 @@ from monai.transforms import (
     SpatialPadd,
 )
 
+from ..constants import SIZE_MULTIPLE
 from .guidance import GUIDANCE_KEY, AppendGuidanced, ClickGuidanced, SimulateClicksd
 from .loading import LoadUltrasoundd
 from .transforms import BinarizeMaskd, EnsureClassd, ToGrayscaled
 from .ultrasound import UltrasoundRegionCropd
 
-__all__ = ["SIZE_MULTIPLE", "ORIGINAL_LABEL_KEY", "deterministic_transforms"]
+__all__ = ["ORIGINAL_LABEL_KEY", "deterministic_transforms"]
 
-SIZE_MULTIPLE = 32
 #: Key of the untouched (original size) mask kept for evaluation.
 ORIGINAL_LABEL_KEY = "label_orig"
 

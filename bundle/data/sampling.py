@@ -18,10 +18,11 @@ import math
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
-import torch.distributed as dist
 from monai.transforms import Resize, ResizeWithPadOrCrop
 from torch.utils.data import Dataset, Sampler
 
+from ..constants import SIZE_MULTIPLE
+from ..process_group import world_and_rank
 from .formats import file_kind
 
 __all__ = ["aspect_group", "size_groups", "case_shapes", "balanced_weights", "train_loader", "MultiScaleBatchSampler", "SizedDataset", "CASE_INDEX_KEY"]
@@ -56,12 +57,6 @@ def size_groups(sizes: Sequence[int]) -> Dict[str, List[Tuple[int, int]]]:
     return groups
 
 
-def _world() -> Tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
-
-
 class MultiScaleBatchSampler(Sampler):
     """Batches of one size and one aspect group; optional case weights; every rank in step.
 
@@ -87,9 +82,9 @@ class MultiScaleBatchSampler(Sampler):
     ) -> None:
         if batch_size < 1 or not sizes:
             raise ValueError("batch_size must be positive and sizes non-empty")
-        if any(int(s) % 32 for s in sizes):
-            raise ValueError(f"every size must be a multiple of 32, got {list(sizes)}")
-        world, this_rank = _world()
+        if any(int(s) % SIZE_MULTIPLE for s in sizes):
+            raise ValueError(f"every size must be a multiple of {SIZE_MULTIPLE}, got {list(sizes)}")
+        world, this_rank = world_and_rank()
         self.num_replicas = num_replicas if num_replicas is not None else world
         self.rank = rank if rank is not None else this_rank
         self.groups = [aspect_group(int(h), int(w)) for h, w in case_shapes]

@@ -14,10 +14,9 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-__all__ = ["MISSING_CLASS", "EnsureClassd", "ToGrayscaled", "BinarizeMaskd", "source_name"]
+from ..constants import MISSING_CLASS
 
-#: Class value that means "no class label" (MONAI Label sends only image and mask).
-MISSING_CLASS = -1
+__all__ = ["EnsureClassd", "ToGrayscaled", "BinarizeMaskd", "source_name"]
 
 # ITU-R BT.601 luma, as PIL's "L" conversion and most ultrasound viewers use
 _LUMA = (0.299, 0.587, 0.114)

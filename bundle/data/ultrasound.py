@@ -11,12 +11,10 @@ from monai.data import MetaTensor
 from monai.transforms import InvertibleTransform, MapTransform
 from monai.utils import TraceKeys
 
+from ..constants import US_REGION_KEY
 from .transforms import source_name
 
-__all__ = ["UltrasoundRegionCropd", "REGION_KEY", "SPACING_KEY"]
-
-REGION_KEY = "us_region"
-SPACING_KEY = "us_spacing_mm"
+__all__ = ["UltrasoundRegionCropd"]
 
 
 class UltrasoundRegionCropd(MapTransform, InvertibleTransform):
@@ -37,7 +35,7 @@ class UltrasoundRegionCropd(MapTransform, InvertibleTransform):
         d = dict(data)
         image = d[self.image_key]
         meta = getattr(image, "meta", {}) or {}
-        box = np.asarray(meta.get(REGION_KEY, [-1, -1, -1, -1])).reshape(-1)
+        box = np.asarray(meta.get(US_REGION_KEY, [-1, -1, -1, -1])).reshape(-1)
         if box.size != 4 or (box < 0).any():
             return d
         x0, y0, x1, y1 = (int(v) for v in box)

@@ -17,11 +17,10 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from ..constants import MISSING_CLASS, US_REGION_KEY
 from ..errors import BadInputError
 from .datalist import DatalistError, image_items, load_datalist
 from .loading import load_image
-from .transforms import MISSING_CLASS
-from .ultrasound import REGION_KEY
 
 __all__ = ["DataValidationError", "check_case", "validate_items", "checked_datalist", "checked_inputs"]
 
@@ -106,7 +105,7 @@ def check_case(
 
 def _region_problem(meta: Dict[str, Any], shape: tuple) -> Optional[str]:
     """Why the declared ultrasound region cannot be cropped from a ``shape`` frame, or None."""
-    box = np.asarray(meta.get(REGION_KEY, [-1, -1, -1, -1])).reshape(-1)
+    box = np.asarray(meta.get(US_REGION_KEY, [-1, -1, -1, -1])).reshape(-1)
     if box.size != 4 or (box < 0).any():
         return None
     x0, y0, x1, y1 = (int(v) for v in box)

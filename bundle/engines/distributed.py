@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from typing import Any, List, Sequence
 
-import torch.distributed as dist
+from ..process_group import rank
 
 __all__ = ["rank", "rank_handlers"]
-
-
-def rank() -> int:
-    """This process's rank, 0 when not distributed."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def rank_handlers(handlers: Sequence[Any], every_rank: Sequence[str]) -> List[Any]:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
 
+from ..networks.factory import place_network
 from ..networks.munet import CLASS_KEY, MASK_KEY, PRESENCE_KEY
 
-__all__ = ["BundleEnsemble", "combine"]
+__all__ = ["BundleEnsemble", "combine", "served_network"]
 
 logger = logging.getLogger("munet")
 
@@ -79,3 +80,11 @@ class BundleEnsemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_dict(x)[MASK_KEY]
+
+
+def served_network(network: nn.Module, device: Any, channels_last: bool = False, ensemble_bundles: Sequence[str] = (),
+                   ensemble_weights: Optional[Sequence[float]] = None) -> nn.Module:
+    """The network inference.json serves: the ensemble of ``ensemble_bundles`` when given, else ``network``."""
+    if ensemble_bundles:
+        return BundleEnsemble(ensemble_bundles, ensemble_weights).to(device)
+    return place_network(network, device, channels_last)

@@ -17,6 +17,7 @@ from ignite.engine import Engine, Events
 from PIL import Image
 from scipy import ndimage
 
+from ..constants import US_SPACING_KEY
 from ..data.dicom_reader import is_dicom_file
 from ..data.formats import strip_image_suffix
 from .metrics import MUNetMetrics
@@ -148,7 +149,7 @@ class MetricsWriter:
 def _spacing_mm(image: Any) -> Optional[tuple]:
     """(row_mm, col_mm) from the ultrasound region metadata, or None when the file had none."""
     meta = getattr(image, "meta", {}) or {}
-    spacing = meta.get("us_spacing_mm")
+    spacing = meta.get(US_SPACING_KEY)
     if spacing is None:
         return None
     values = np.asarray(spacing.cpu() if isinstance(spacing, torch.Tensor) else spacing, dtype=float).reshape(-1)

@@ -3,7 +3,9 @@
 DeepGrow/DeepEdit train with MONAI's ``Interaction``: before an iteration, the current model
 predicts, clicks are placed on its errors, and the guidance channels are updated. That class
 expects the network to return a tensor and zeroes the guidance of the first batch item only;
-MUNet's training output is a dict, so this is a small equivalent written for it. Clicks go to
+MUNet's training output is a dict, so this is a small equivalent written for it. It runs as an
+Ignite handler on ``GET_BATCH_COMPLETED`` and replaces ``engine.state.batch`` (public Ignite state)
+instead of wrapping the trainer's private ``_iteration``. Clicks go to
 the deepest pixel (distance transform) of the larger error, missed lesion (foreground click)
 or false lesion (background click), per sample, and are rendered the way
 :func:`bundle.data.guidance.render_clicks` renders an annotator's clicks at the input size.
@@ -15,6 +17,7 @@ from typing import Any, Dict
 
 import numpy as np
 import torch
+from ignite.engine import Engine, Events
 from scipy import ndimage
 
 from ..data.guidance import GUIDANCE_CHANNELS, render_clicks
@@ -34,7 +37,9 @@ def error_click(pred: np.ndarray, label: np.ndarray):
 
 
 class ClickInteraction:
-    """``SupervisedTrainer(iteration_update=...)``: add error-driven clicks, then train the step.
+    """Before a share of the training steps, add clicks on the current model's errors to the batch.
+
+    ``attach(trainer)`` (``click_interaction`` in configs/train_interactive.json).
 
     Args:
         prob: share of iterations that get simulated clicks (the others train on the clicks the
@@ -72,8 +77,11 @@ class ClickInteraction:
             network.train(was_training)
         return image
 
-    def __call__(self, engine: Any, batchdata: Dict[str, Any]) -> Any:
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.GET_BATCH_COMPLETED, self)
+
+    def __call__(self, engine: Any) -> None:
         if self.rng.rand() < self.prob:
-            batchdata = dict(batchdata)
+            batchdata: Dict[str, Any] = dict(engine.state.batch)
             batchdata["image"] = self.add_clicks(engine.network, batchdata["image"], batchdata["label"], engine.state.device)
-        return engine._iteration(engine, batchdata)
+            engine.state.batch = batchdata

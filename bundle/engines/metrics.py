@@ -4,7 +4,7 @@ One metric object rather than a MONAI handler per number because the per-case ro
 evaluation CSV) and the combined key metric (``val_score`` = mean of Dice and AUC, used for the
 best checkpoint and early stopping) need all of them together, and because samples without a
 class label must be left out of the classification numbers only. The arithmetic uses MONAI's
-``compute_dice`` and ``compute_roc_auc``.
+``compute_dice``, ``get_confusion_matrix`` / ``compute_confusion_matrix_metric`` and ``compute_roc_auc``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced
-from monai.metrics import compute_dice, compute_roc_auc
+from monai.metrics import compute_confusion_matrix_metric, compute_dice, compute_roc_auc, get_confusion_matrix
 
 from .postprocessing import CLASS_LABEL_KEY, CLASS_PROB_KEY, LESION_PROB_KEY
 
@@ -37,25 +37,21 @@ def binary_dice(pred: torch.Tensor, label: torch.Tensor, threshold: float = 0.5)
 def classification_metrics(prob_positive: Sequence[float], labels: Sequence[int], threshold: float = 0.5) -> Dict[str, float]:
     """Sensitivity, specificity, accuracy (positive = malignant, predicted when p >= threshold), AUC.
 
-    Undefined values (no positive or no negative case) are NaN.
+    MONAI's confusion-matrix functions and ``compute_roc_auc``, in float64 (the figures are ratios of
+    case counts, exact as Python floats). Undefined values (no positive or no negative case) are NaN.
     """
     nan = float("nan")
     if not labels:
         return {"sensitivity": nan, "specificity": nan, "accuracy": nan, "auc": nan}
-    predicted = [p >= threshold for p in prob_positive]
-    tp = sum(1 for p, y in zip(predicted, labels) if p and y == 1)
-    tn = sum(1 for p, y in zip(predicted, labels) if not p and y == 0)
-    positives = sum(1 for y in labels if y == 1)
-    negatives = len(labels) - positives
+    predicted = torch.tensor([[float(p >= threshold)] for p in prob_positive], dtype=torch.float64)
+    truth = torch.tensor([[float(y == 1)] for y in labels], dtype=torch.float64)
+    counts = get_confusion_matrix(predicted, truth, include_background=True).sum(dim=0).double()  # [1, (tp, fp, tn, fn)]
+    figures = {name: float(compute_confusion_matrix_metric(name, counts)) for name in ("sensitivity", "specificity", "accuracy")}
+    positives = int(truth.sum())
     auc = nan
-    if positives and negatives:
+    if 0 < positives < len(labels):
         auc = float(compute_roc_auc(torch.tensor(prob_positive), torch.tensor(labels)))
-    return {
-        "sensitivity": tp / positives if positives else nan,
-        "specificity": tn / negatives if negatives else nan,
-        "accuracy": (tp + tn) / len(labels),
-        "auc": auc,
-    }
+    return {**figures, "auc": auc}
 
 
 def _mean(values: Sequence[float]) -> float:

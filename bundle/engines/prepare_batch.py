@@ -8,7 +8,7 @@ import torch
 from monai.data import MetaTensor
 from monai.engines.utils import PrepareBatch
 
-from ..data.transforms import MISSING_CLASS
+from ..constants import MISSING_CLASS
 
 __all__ = ["MultiTaskPrepareBatch"]
 

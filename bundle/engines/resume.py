@@ -70,8 +70,10 @@ class RNGState:
             transform.R.set_state(self._numpy_tuple(saved))
 
 
-def attach_resume(trainer: Engine, checkpoint_path: str, objects: Mapping[str, Any], device: Any = "cpu") -> bool:
+def attach_resume(trainer: Engine, checkpoint_path: str, objects: Mapping[str, Any], device: Any = "cpu", enabled: bool = True) -> bool:
     """Restore ``trainer`` and its ``objects`` from ``checkpoint_path`` before ``trainer.run()``.
+
+    Does nothing and returns False unless ``enabled`` (the configs' ``resume``).
 
     Uses MONAI's ``CheckpointLoader`` (``torch.load(weights_only=True)``) to restore every object
     (model, optimizer, scheduler, trainer epoch, RNG, best score, early stopping); the run then
@@ -79,6 +81,8 @@ def attach_resume(trainer: Engine, checkpoint_path: str, objects: Mapping[str, A
     checkpoint (killed before the first epoch ended) training starts from epoch 1 and says so.
     Loading before ``run`` (not at ``STARTED``) lets every handler see the restored epoch.
     """
+    if not enabled:
+        return False
     path = Path(checkpoint_path)
     if not path.is_file():
         logger.warning("resume requested but %s does not exist: starting from epoch 1", path)

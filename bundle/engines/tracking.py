@@ -29,7 +29,6 @@ handler's ``experiment_param`` (logged by its ``start``), files (best model, val
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import urllib.error
@@ -38,10 +37,12 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import torch
-import torch.distributed as dist
 from ignite.engine import Engine, Events
 
-__all__ = ["tracking_enabled", "file_sha256", "MLflowGuard", "LossParts", "MLflowExtras"]
+from ..process_group import rank
+from ..sharing.checksums import sha256_of
+
+__all__ = ["tracking_enabled", "MLflowGuard", "LossParts"]
 
 logger = logging.getLogger("munet")
 _warned: set = set()
@@ -50,10 +51,6 @@ _warned: set = set()
 INCOMPLETE_TAG = "munet.tracking"
 #: the loss parts of ``MUNetLoss.last_components`` logged per iteration, with their metric names
 LOSS_PARTS = {"class_loss": "train_focal_loss", "dice_loss": "train_dice_loss", "presence_loss": "train_presence_loss"}
-
-
-def _rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def _unreachable(uri: str, timeout: float) -> Optional[str]:
@@ -71,7 +68,7 @@ def _unreachable(uri: str, timeout: float) -> Optional[str]:
 
 def tracking_enabled(tracking_uri: Optional[str], timeout: float = 5.0) -> bool:
     """True when this process should talk to MLflow: rank 0 and, for an HTTP server, reachable."""
-    if _rank() > 0:
+    if rank() > 0:
         return False
     uri = str(tracking_uri or "")
     reason = _unreachable(uri, timeout)
@@ -81,17 +78,6 @@ def tracking_enabled(tracking_uri: Optional[str], timeout: float = 5.0) -> bool:
         _warned.add(uri)
         logger.warning("MLflow tracking server %s is not reachable (%s): training continues without tracking", uri, reason)
     return False
-
-
-def file_sha256(path: Any) -> Optional[str]:
-    """sha256 of a file's bytes, or None when ``path`` is not a file."""
-    if not isinstance(path, (str, os.PathLike)) or not Path(path).is_file():
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _param(value: Any, limit: int = 500) -> str:
@@ -232,7 +218,7 @@ class MLflowGuard:
         params = {key: _param(value) for key, value in self.params.items()}
         if self.datalist is not None:
             params["datalist"] = _param(self.datalist)
-            params["datalist_sha256"] = str(file_sha256(self.datalist))
+            params["datalist_sha256"] = sha256_of(self.datalist) if Path(str(self.datalist)).is_file() else "None"
         handler.experiment_param = {**(handler.experiment_param or {}), **params}
         files = [*self.artifacts, *([self.log_file] if self.log_file else [])]
         handler.artifacts = tuple(a for a in (*handler.artifacts, *files) if a)
@@ -378,17 +364,3 @@ class _Guarded:
         if self.run_details:
             self.guard.close_log()
 
-
-class MLflowExtras:
-    """Deprecated no-op, kept so that bundle folders whose train.json still lists it load.
-
-    Its parameters and artifacts are now logged through :class:`MLflowGuard` (``mlflow_guard`` in
-    train.json), with MONAI's own handler settings.
-    """
-
-    def __init__(self, params: Optional[Mapping[str, Any]] = None, artifacts: Sequence[str] = ()) -> None:
-        self.params = dict(params or {})
-        self.artifacts = list(artifacts)
-
-    def attach(self, engine: Engine) -> None:
-        return None

@@ -13,7 +13,6 @@ the weights with these values and say so. Rank 0 writes; nothing here imports MO
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -21,7 +20,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
-__all__ = ["NETWORK_KEYS", "sidecar_path", "file_sha256", "write_weights_info", "read_weights_info"]
+from ..sharing.checksums import sha256_of
+
+__all__ = ["NETWORK_KEYS", "sidecar_path", "write_weights_info", "read_weights_info"]
 
 #: config values that must match between training and inference for a weights file
 NETWORK_KEYS = (
@@ -33,14 +34,6 @@ NETWORK_KEYS = (
 def sidecar_path(weights: Union[str, Path]) -> Path:
     """``models/model.pt`` -> ``models/model.json``."""
     return Path(weights).with_suffix(".json")
-
-
-def file_sha256(path: Union[str, Path]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _plain(value: Any) -> Any:
@@ -63,7 +56,7 @@ def write_weights_info(weights: Union[str, Path], values: Mapping[str, Any], ext
         return None
     content: Dict[str, Any] = {
         "weights": weights.name,
-        "sha256": file_sha256(weights),
+        "sha256": sha256_of(weights),
         "trained_with": {key: _plain(values[key]) for key in NETWORK_KEYS if key in values},
         "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
@@ -94,6 +87,6 @@ def read_weights_info(weights: Union[str, Path]) -> Tuple[Optional[Dict[str, Any
         return None, f"{path.name} is not readable JSON ({err})"
     if not isinstance(info, dict) or not isinstance(info.get("trained_with"), dict):
         return None, f"{path.name} has no 'trained_with' object"
-    if weights.is_file() and info.get("sha256") != file_sha256(weights):
+    if weights.is_file() and info.get("sha256") != sha256_of(weights):
         return None, f"{path.name} describes other weights (SHA-256 differs from {weights.name}): ignored"
     return info, None

@@ -14,9 +14,10 @@ import json
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence
 
-__all__ = ["MISSING_CLASS", "SIDE_CAR_NAMES", "class_index", "read_sidecar", "class_for"]
+from ..constants import MISSING_CLASS
 
-MISSING_CLASS = -1
+__all__ = ["SIDE_CAR_NAMES", "class_index", "read_sidecar", "class_for"]
+
 SIDE_CAR_NAMES = ("classes.json", "classes.csv")
 
 

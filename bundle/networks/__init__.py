@@ -1,7 +1,7 @@
 """Networks of the bundle: MUNet (encoders, decoder, heads, fusion) and the U-Net baseline."""
 
 from .encoders import PAPER_ENCODER, TESTED_TIMM_BACKBONES, PaperEncoder, TimmEncoder, build_encoder, supported_backbones
-from .factory import ARCHITECTURES, build_network
+from .factory import ARCHITECTURES, build_network, place_network
 from .fusion import FUSION_MODES, BestMaskFusion, area_weights
 from .inference import MUNetInference, UNetBaselineInference
 from .munet import CLASS_KEY, MASK_KEY, MUNet, branch_keys
@@ -25,5 +25,6 @@ __all__ = [
     "branch_keys",
     "build_encoder",
     "build_network",
+    "place_network",
     "supported_backbones",
 ]

@@ -17,7 +17,8 @@ from typing import Dict, List, Tuple
 
 import torch
 
-from .pretrained import WeightsError, load_state_dict_file, sha256_of
+from ..sharing.checksums import sha256_of
+from .pretrained import WeightsError, load_state_dict_file
 
 __all__ = ["PACKAGE_WEIGHTS", "package_weights_path", "convert_state_dict", "convert_package_weights"]
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from .inference import MUNetInference, UNetBaselineInference
 from .munet import MUNet
 from .unet_baseline import UNetBaseline
 
-__all__ = ["ARCHITECTURES", "build_network"]
+__all__ = ["ARCHITECTURES", "build_network", "place_network"]
 
 #: arch name -> (training network returning a dict, inference network returning the mask tensor)
 ARCHITECTURES = {"munet": (MUNet, MUNetInference), "unet": (UNetBaseline, UNetBaselineInference)}
@@ -32,3 +33,14 @@ def build_network(arch: str = "munet", output: str = "dict", **kwargs: Any) -> n
     if arch == "unet":
         kwargs = {k: v for k, v in kwargs.items() if k in _UNET_ARGS}
     return cls(**kwargs)
+
+
+def place_network(network: nn.Module, device: Any, channels_last: bool = False, sync_batchnorm: bool = False) -> nn.Module:
+    """``network`` on ``device``, in channels-last memory format when asked (configs' ``network``).
+
+    ``sync_batchnorm`` first converts its BatchNorm layers to ``SyncBatchNorm`` (multi-GPU runs,
+    configs/multi_gpu_train.json), so that small per-GPU batches normalise with the global statistics.
+    """
+    if sync_batchnorm:
+        network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
+    return network.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)

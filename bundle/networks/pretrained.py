@@ -7,7 +7,6 @@ encoder's number of input channels (ImageNet stems have 3, grayscale ultrasound 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Dict, Mapping, Optional
@@ -15,22 +14,15 @@ from typing import Dict, Mapping, Optional
 import torch
 from torch import nn
 
-__all__ = ["WeightsError", "sha256_of", "load_state_dict_file", "load_encoder_weights", "adapt_state_dict"]
+from ..sharing.checksums import sha256_of
+
+__all__ = ["WeightsError", "load_state_dict_file", "load_encoder_weights", "adapt_state_dict"]
 
 logger = logging.getLogger(__name__)
 
 
 class WeightsError(ValueError):
     """A weights file that is missing, altered or does not fit the network."""
-
-
-def sha256_of(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_state_dict_file(path: str | Path, sha256: Optional[str] = None) -> Dict[str, torch.Tensor]:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["SIZE_MULTIPLE", "check_input"]
+from ..constants import SIZE_MULTIPLE
 
-#: Height and width must be multiples of this (the encoder downsamples five times by 2).
-SIZE_MULTIPLE = 32
+__all__ = ["check_input"]
 
 
-def check_input(x: torch.Tensor, in_channels: int, multiple: int = 32) -> None:
+def check_input(x: torch.Tensor, in_channels: int, multiple: int = SIZE_MULTIPLE) -> None:
     """Raise a clear ``ValueError`` for an input the networks cannot take.
 
     The bundle's transforms pad every image to a multiple of 32 (``DivisiblePadd``); a caller that

@@ -1,4 +1,5 @@
 """Sharing trained bundles between hospitals: zoo checks, packaging, checksums, config review.
 
-Imported by the scripts only (never by the configs), so a received bundle does not need it to run.
+Used by the scripts; the workflows import only ``checksums.sha256_of`` (the bundle's one file hash,
+for weights and datalists). A packaged bundle carries the whole ``bundle/`` folder.
 """

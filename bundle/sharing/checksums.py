@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Dict, Iterable, List
 
-from ..networks.pretrained import sha256_of
-
-__all__ = ["MANIFEST", "IntegrityError", "write_manifest", "read_manifest", "verify_manifest"]
+__all__ = ["MANIFEST", "IntegrityError", "sha256_of", "write_manifest", "read_manifest", "verify_manifest"]
 
 #: File name of the checksum manifest at the bundle root (``sha256sum -c checksums.sha256`` works).
 MANIFEST = "checksums.sha256"
+
+
+def sha256_of(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks (the one file hash of the bundle: weights, manifests, datalists)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class IntegrityError(ValueError):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import List, Optional
 
-from ..networks.pretrained import sha256_of
-from .checksums import MANIFEST, IntegrityError, verify_manifest, write_manifest
+import yaml
+
+from ..runner import bundle_argv
+from .checksums import MANIFEST, IntegrityError, sha256_of, verify_manifest, write_manifest
 
 __all__ = ["PACKAGED", "bundle_files", "bake_overrides", "export_torchscript", "write_large_files_yml", "build_package", "unpack_package"]
 
@@ -44,9 +45,9 @@ def bundle_files(root: Path) -> List[Path]:
 
 def export_torchscript(root: Path, overrides: Optional[dict] = None) -> Path:
     """``models/model.ts`` from ``models/model.pt`` with the zoo's ``ckpt_export`` (config and metadata embedded)."""
-    args = [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def",
+    args = bundle_argv("ckpt_export", "network_def",
             "--filepath", "models/model.ts", "--ckpt_file", "models/model.pt",
-            "--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json"]
+            "--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json")
     for key, value in (overrides or {}).items():
         args += [f"--{key}", str(value)]
     result = subprocess.run(args, cwd=root, capture_output=True, text=True)
@@ -70,12 +71,10 @@ def bake_overrides(root: Path, overrides: dict) -> None:
 
 def write_large_files_yml(root: Path, url_base: str = "") -> Path:
     """``large_files.yml`` in the model zoo's format, naming the weights with their sha256."""
-    lines = ["large_files:"]
-    for name in ("models/model.pt", "models/model.ts"):
-        lines += [f'  - path: "{name}"', f'    url: "{url_base.rstrip("/") + "/" + name if url_base else ""}"',
-                  f'    hash_val: "{sha256_of(root / name)}"', '    hash_type: "sha256"']
+    entries = [{"path": name, "url": url_base.rstrip("/") + "/" + name if url_base else "",
+                "hash_val": sha256_of(root / name), "hash_type": "sha256"} for name in ("models/model.pt", "models/model.ts")]
     path = root / "large_files.yml"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(yaml.safe_dump({"large_files": entries}, sort_keys=False))
     return path
 
 

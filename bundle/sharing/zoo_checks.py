@@ -22,6 +22,8 @@ from typing import Callable, List, Optional
 import numpy as np
 import torch
 
+from ..runner import bundle_argv
+
 __all__ = ["CheckResult", "run_zoo_checks", "SCHEMA", "TORCHSCRIPT_TOLERANCE", "ONNX_TOLERANCE"]
 
 SCHEMA = "configs/schema/meta_schema_20240725.json"
@@ -40,7 +42,7 @@ class CheckResult:
 
 def _monai_bundle(root: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", "monai.bundle", *args], cwd=root, env=env, capture_output=True, text=True)
+    result = subprocess.run(bundle_argv(*args), cwd=root, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         tail = (result.stdout + result.stderr).strip().splitlines()[-12:]
         raise RuntimeError("\n".join(tail))
@@ -143,7 +145,7 @@ def run_zoo_checks(bundle_root: str = ".", ckpt_file: Optional[str] = None, inpu
     def properties() -> str:
         from monai.bundle import ConfigWorkflow
 
-        from ..data.synthetic import generate_demo_dataset
+        from ..dataset_tools.demo_dataset import generate_demo_dataset
 
         data = work / "data"  # the properties include the datasets, which need a datalist to build
         generate_demo_dataset(str(data), n_train=2, n_val=2, n_test=2, min_size=64, max_size=96)
