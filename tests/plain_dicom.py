@@ -18,7 +18,7 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, UltrasoundImageStorage, UltrasoundMultiFrameImageStorage, generate_uid
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, JPEGBaseline8Bit, UltrasoundImageStorage, UltrasoundMultiFrameImageStorage, generate_uid
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,8 @@ def lesion_image(rows: int, cols: int, seed: int = 0) -> np.ndarray:
 
 
 def us_dataset(pixels: np.ndarray, photometric: str = "MONOCHROME2", frames: int = 1, study_uid: Optional[str] = None,
-               series_uid: Optional[str] = None, patient_id: str = "MUNET-TEST-1", instance: int = 1) -> Dataset:
+               series_uid: Optional[str] = None, patient_id: str = "MUNET-TEST-1", instance: int = 1,
+               syntax: str = ExplicitVRLittleEndian, bits_stored: Optional[int] = None) -> Dataset:
     """An Ultrasound Image dataset around ``pixels`` (frames first when ``frames > 1``), by hand.
 
     PatientBirthDate, PatientSex, AccessionNumber and ReferringPhysicianName are left out.
@@ -57,10 +58,15 @@ def us_dataset(pixels: np.ndarray, photometric: str = "MONOCHROME2", frames: int
         ds.FrameIncrementPointer = (0x0018, 0x1063)
         ds.FrameTime = 33.3
     ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = pixels.astype(np.uint8).tobytes()
+    if pixels.dtype not in (np.uint8, np.uint16):
+        pixels = pixels.astype(np.uint8)
+    bits = pixels.dtype.itemsize * 8  # 8 or 16 bits allocated, as the array holds them
+    ds.BitsAllocated, ds.BitsStored, ds.PixelRepresentation = bits, bits_stored or bits, 0
+    ds.HighBit = ds.BitsStored - 1
+    order = ">" if syntax == ExplicitVRBigEndian else "<"
+    ds.PixelData = pixels.astype(pixels.dtype.newbyteorder(order)).tobytes()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.TransferSyntaxUID = syntax
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     return ds

@@ -19,7 +19,7 @@ import pydicom
 import pytest
 from monai.transforms import Compose
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
@@ -28,9 +28,6 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
-    UltrasoundImageStorage,
-    UltrasoundMultiFrameImageStorage,
-    generate_uid,
 )
 
 from bundle.data import datalist, dicom_reader, formats, loading
@@ -41,6 +38,7 @@ from bundle.data.loading import ImageLoadError, load_image
 from bundle.data.preprocessing import deterministic_transforms
 from bundle.data.validation import DataValidationError, validate_items
 from bundle.engines.handlers import PredictionWriter
+from plain_dicom import us_dataset
 
 ROWS, COLS = 24, 32
 REPO = Path(__file__).resolve().parents[1]
@@ -62,31 +60,7 @@ def _rgb() -> np.ndarray:
 def _dataset(pixels: np.ndarray, photometric: str = "MONOCHROME2", syntax: str = ExplicitVRLittleEndian,
              bits_stored: Optional[int] = None, frames: int = 1) -> Dataset:
     """An Ultrasound Image dataset around ``pixels`` (frames first when ``frames > 1``), by hand."""
-    ds = Dataset()
-    ds.SOPClassUID = UltrasoundImageStorage if frames == 1 else UltrasoundMultiFrameImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.PatientID, ds.PatientName, ds.StudyID = "P1", "Test^Plain", "1"
-    ds.StudyDate, ds.StudyTime, ds.Modality = "20240101", "120000", "US"
-    ds.SeriesNumber, ds.InstanceNumber = 1, 1
-    shape = pixels.shape[1:] if frames > 1 else pixels.shape
-    ds.Rows, ds.Columns = shape[0], shape[1]
-    ds.SamplesPerPixel = 3 if len(shape) == 3 else 1
-    if ds.SamplesPerPixel == 3:
-        ds.PlanarConfiguration = 0
-    if frames > 1:
-        ds.NumberOfFrames = frames
-    ds.PhotometricInterpretation = photometric
-    bits = pixels.dtype.itemsize * 8
-    ds.BitsAllocated, ds.BitsStored, ds.PixelRepresentation = bits, bits_stored or bits, 0
-    ds.HighBit = ds.BitsStored - 1
-    order = ">" if syntax == ExplicitVRBigEndian else "<"
-    ds.PixelData = pixels.astype(pixels.dtype.newbyteorder(order)).tobytes()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = syntax
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    return ds
+    return us_dataset(pixels, photometric, frames=frames, patient_id="P1", syntax=syntax, bits_stored=bits_stored)
 
 
 def _save(ds: Dataset, path: Path) -> str:

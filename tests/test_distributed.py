@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -43,7 +44,9 @@ def test_two_process_gloo_training_keeps_ranks_in_sync(tmp_path, recipe):
     assert (epoch_length == 2 if not recipe else epoch_length >= 2) and last["trainer"]["iteration"] == 2 * epoch_length
     metrics = json.loads((tmp_path / "eval" / "validation" / "metrics.json").read_text())
     assert metrics["epoch"] == 2 and metrics["cases"] == 3  # validation cases of both ranks gathered
-    assert 0.0 <= metrics["val_dice"] <= 1.0
+    with open(tmp_path / "eval" / "validation" / "per_case.csv") as stream:
+        case_dice = [float(row["dice"]) for row in csv.DictReader(stream)]
+    assert len(case_dice) == 3 and metrics["val_dice"] == pytest.approx(sum(case_dice) / 3)
     assert output.count("epoch 2/2") == 1  # only rank 0 reports progress
 
     # both ranks ended with identical weights

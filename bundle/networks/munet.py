@@ -16,7 +16,7 @@ from .decoder import MUNetDecoder, resolve_decoder_channels
 from .encoders import PAPER_ENCODER, build_encoder
 from .fusion import BestMaskFusion
 from .heads import ClassificationHead, MaskHead, PresenceHead
-from .size_check import check_input
+from .size_check import check_in_channels, check_input
 
 __all__ = ["MUNet", "CLASS_KEY", "MASK_KEY", "PRESENCE_KEY", "branch_keys"]
 
@@ -83,8 +83,7 @@ class MUNet(nn.Module):
         presence_head: bool = False,
     ) -> None:
         super().__init__()
-        if in_channels not in (1, 3):
-            raise ValueError(f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels}")
+        check_in_channels(in_channels)
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.backbone = backbone

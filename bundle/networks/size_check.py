@@ -6,7 +6,13 @@ import torch
 
 from ..constants import SIZE_MULTIPLE
 
-__all__ = ["check_input"]
+__all__ = ["check_in_channels", "check_input"]
+
+
+def check_in_channels(in_channels: int) -> None:
+    """The networks take grayscale (1) or RGB (3) ultrasound; anything else is a configuration error."""
+    if in_channels not in (1, 3):
+        raise ValueError(f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels}")
 
 
 def check_input(x: torch.Tensor, in_channels: int, multiple: int = SIZE_MULTIPLE) -> None:

@@ -17,7 +17,7 @@ from torch import nn
 from .blocks import LEAKY_RELU
 from .heads import ClassificationHead, MaskHead, PresenceHead
 from .munet import branch_keys
-from .size_check import check_input
+from .size_check import check_in_channels, check_input
 
 __all__ = ["UNetBaseline"]
 
@@ -39,8 +39,7 @@ class UNetBaseline(nn.Module):
         presence_head: bool = False,
     ) -> None:
         super().__init__()
-        if in_channels not in (1, 3):
-            raise ValueError(f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels}")
+        check_in_channels(in_channels)
         self.in_channels = in_channels
         self.num_classes = num_classes
         f = [base_channels * 2**k for k in range(5)]
