@@ -45,6 +45,8 @@ ROWS: Dict[str, tuple] = {
     "paper_encoder": ("MUNet (paper encoder, width 32), same recipe",
                       {"variant": "recommended", "overrides": {"backbone": "munet", "base_channels": 32}}),
     "lite1": ("MUNet-EfficientNet-Lite1 (ImageNet), same recipe", {"variant": "recommended", "overrides": {"backbone": "efficientnet_lite1"}}),
+    "normals_x2": ("recommended, normal training images listed twice (oversampled)",
+                   {"variant": "recommended", "overrides": {"normal_repeats": 2}}),
 }
 #: the report's metric columns: record key -> column title
 COLUMNS = {"dice": "Dice", "sensitivity": "Sen.", "specificity": "Spec.", "accuracy": "Acc.", "auc": "AUC",

@@ -60,20 +60,27 @@ def load_recipe(profile: str) -> Dict:
     return {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
 
 
-def prepare_data(busi_dir: str, data_dir: Path, limit_per_split: Optional[int] = None) -> Dict[str, Path]:
+def prepare_data(busi_dir: str, data_dir: Path, limit_per_split: Optional[int] = None,
+                 normal_repeats: int = 1) -> Dict[str, Path]:
     """Convert BUSI once; returns the datalists: ``with_normals`` and ``lesions_only``.
 
     ``with_normals`` adds the normal images (empty masks, no class) to training and validation, so
-    the presence head learns them and its threshold can be chosen on validation.
+    the presence head learns them and its threshold can be chosen on validation. ``normal_repeats``
+    lists each normal training image that many times (oversampling: BUSI's training split has about
+    one normal image per five lesion images); validation keeps each image once.
     """
+    if int(normal_repeats) < 1:
+        raise ValueError(f"normal_repeats must be a whole number >= 1, got {normal_repeats!r}")
     datalist = data_dir / "datalist.json"
     if not datalist.is_file():
         convert_busi(busi_dir, str(data_dir), include_normal=True, limit_per_split=limit_per_split, log=lambda *a: None)
     content = json.loads(datalist.read_text())
     with_normals = dict(content)
     for split in ("training", "validation"):
-        with_normals[split] = content[split] + content.get(f"normal_{split}", [])
-    paths = {"lesions_only": datalist, "with_normals": data_dir / "datalist_with_normals.json"}
+        repeats = int(normal_repeats) if split == "training" else 1
+        with_normals[split] = content[split] + content.get(f"normal_{split}", []) * repeats
+    name = "datalist_with_normals.json" if int(normal_repeats) == 1 else f"datalist_with_normals_x{int(normal_repeats)}.json"
+    paths = {"lesions_only": datalist, "with_normals": data_dir / name}
     paths["with_normals"].write_text(json.dumps(with_normals, indent=1))
     return paths
 
@@ -136,6 +143,9 @@ def compare_threshold_rules(bundle: Path, data: Path, lesions_datalist: Path, co
         _predict(bundle, data, lesions_datalist, split, ungated[split], logs / f"ungated_{split}.log", presence_threshold=None)
     cases = case_metrics(ungated["test"], content["test"], busi_dir)["cases"]
     normal_rows = list(csv.DictReader(open(ungated["normal_test"] / "predictions.csv")))
+    (bundle / "eval" / "ungated_normal_test.json").write_text(json.dumps(
+        [{"image": Path(r["image"]).name, "lesion_prob": float(r["lesion_prob"]), "lesion_pixels": int(r["lesion_pixels"])}
+         for r in normal_rows], indent=1))
     inputs = ([c["dice"] for c in cases], [c["lesion_prob"] for c in cases],
               [int(r["lesion_pixels"]) > 0 for r in normal_rows], [float(r["lesion_prob"]) for r in normal_rows])
     return {name: {"threshold": t, **gated_outcome(*inputs, threshold=t)} for name, t in {"no gate": None, **thresholds}.items()}
@@ -168,8 +178,9 @@ def train_recommended(
     bundle = Path(output_dir).resolve()
     logs = bundle / "logs"
     data = Path(data_dir).resolve() if data_dir else bundle / "data"
-    datalists = prepare_data(busi_dir, data, limit_per_split)
     values = {**load_recipe(profile), **(overrides or {})}
+    normal_repeats = int(values.pop("normal_repeats", 1))
+    datalists = prepare_data(busi_dir, data, limit_per_split, normal_repeats)
     if variant == "lesions_only":
         values.update(presence_head=False, require_lesion=True)
     selection = values.pop("model_selection", "best_validation_score")
@@ -201,7 +212,8 @@ def train_recommended(
             print(f"[train] serving the last epoch's weights: {keep_last_epoch_weights(bundle / 'models')}", flush=True)
 
     content = json.loads(datalist.read_text())
-    record: Dict = {"profile": profile, "variant": variant, "seed": seed, "recipe": {**values, "model_selection": selection},
+    record: Dict = {"profile": profile, "variant": variant, "seed": seed,
+                    "recipe": {**values, "model_selection": selection, "normal_repeats": normal_repeats},
                     "commit": commit, "evaluated_by": git_commit(),
                     "cpu": cpu_capability(), "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1),
                     "train_seconds": round(train_seconds, 1), "epochs": epochs,
@@ -219,13 +231,15 @@ def train_recommended(
         record["validation_presence"] = {
             "lesion_images": len(lesion_p), "normal_images": len(normal_p),
             "lesion_recall": float(np.mean([p >= threshold for p in lesion_p])) if lesion_p else None,
-            "normal_specificity": float(np.mean([p < threshold for p in normal_p])) if normal_p else None}
+            "normal_specificity": float(np.mean([p < threshold for p in normal_p])) if normal_p else None,
+            "lesion_probs": [round(p, 6) for p in lesion_p], "normal_probs": [round(p, 6) for p in normal_p]}
         write_bundle_configs(bundle, {**network_values, "presence_threshold": threshold})
         print(f"[presence] threshold {threshold:.4f} ({threshold_rule}) on validation: {record['validation_presence']}", flush=True)
         if content.get("test") and content.get("normal_test"):
             record["threshold_rules"] = compare_threshold_rules(bundle, data, datalists["lesions_only"], content,
                                                                 thresholds, Path(busi_dir))
             print(f"[presence] rules on the test split: {json.dumps(record['threshold_rules'])}", flush=True)
+            record["ungated_normal_test"] = json.loads((bundle / "eval" / "ungated_normal_test.json").read_text())
     elif evaluate_only:
         write_bundle_configs(bundle, network_values)
 
