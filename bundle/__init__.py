@@ -13,6 +13,6 @@ from . import errors
 
 errors.install_excepthook()
 
-from . import constants, data, engines, losses, networks, process_group  # noqa: E402
+from . import constants, data, engines, losses, networks, process_group, shared_values  # noqa: E402
 
-__all__ = ["constants", "data", "engines", "errors", "losses", "networks", "process_group"]
+__all__ = ["constants", "data", "engines", "errors", "losses", "networks", "process_group", "shared_values"]

@@ -100,11 +100,31 @@ def test_inference_writes_masks_at_input_size_and_class_probabilities(trained):
         assert row["predicted_class"] in ("benign", "malignant")
 
 
-def test_inference_config_builds_the_network_that_training_trains():
-    """inference.json stands alone, so its network and preprocessing values must equal train.json's."""
+def test_inference_config_builds_the_network_that_training_trains(tmp_path):
+    """inference.json takes every network and preprocessing value from the bundle's train.json: one source."""
+    from monai.bundle import ConfigParser
+
+    from bundle.shared_values import SHARED_KEYS
+
     train = json.loads(Path(TRAIN).read_text())
     infer = json.loads(Path(INFERENCE).read_text())
-    for key in ("arch", "backbone", "base_channels", "decoder_channels", "fusion", "norm", "head_kernel_size", "in_channels", "num_classes", "image_size", "class_names", "dicom_frame", "crop_to_us_region", "precision", "channels_last"):
-        assert infer[key] == train[key], key
+    for key in SHARED_KEYS:  # a reference in inference.json, a value in train.json only
+        assert infer[key] == f"$@training_values['{key}']" and not str(train[key]).startswith(("$", "@")), key
     shared = {k: v for k, v in train["network_def"].items() if k not in ("output", "pretrained", "pretrained_sha256")}
     assert {k: v for k, v in infer["network_def"].items() if k != "output"} == shared
+    # a bundle whose train.json says otherwise is served with its own values
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "train.json").write_text(json.dumps({**train, "image_size": 320, "backbone": "resnet18"}))
+    parser = ConfigParser()
+    parser.read_config(INFERENCE)
+    parser["bundle_root"] = str(tmp_path)
+    assert parser.get_parsed_content("image_size") == 320 and parser.get_parsed_content("backbone") == "resnet18"
+    assert parser.get_parsed_content("class_names") == train["class_names"]
+    # and a command-line value still wins, as for any key
+    parser["image_size"] = 128
+    assert parser.get_parsed_content("image_size") == 128
+    # an output folder without configs (--bundle_root runs/x) is served with the train.json beside the code
+    outputs = ConfigParser()
+    outputs.read_config(INFERENCE)
+    outputs["bundle_root"] = str(tmp_path / "outputs_only")
+    assert outputs.get_parsed_content("image_size") == train["image_size"]

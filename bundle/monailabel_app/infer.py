@@ -119,7 +119,7 @@ class MUNetInferTask(BundleInferTask):
         info, problem = read_weights_info(weights)
         config = parser.config
         if info is None:
-            self.weights_note = (f"{problem}; serving at image_size {config.get('image_size')} from configs/inference.json "
+            self.weights_note = (f"{problem}; serving at image_size {parser.get_parsed_content('image_size')} from the bundle's configs "
                                  "(if it was trained at another size, results are wrong: retrain, or pass the same "
                                  "--image_size to training and inference)")
             logger.warning(f"{self.name}: {self.weights_note}")
@@ -129,13 +129,14 @@ class MUNetInferTask(BundleInferTask):
             self.refusal = (f"models/{weights.name} was trained {'with' if trained['guidance'] else 'without'} the two click "
                             f"channels, so it cannot be served as {self.name}")
             return
-        changed = {k: (config.get(k), v) for k, v in trained.items() if k in config and k != "guidance" and config.get(k) != v}
+        configured = {k: parser.get_parsed_content(k) for k in trained if k in config and k != "guidance"}  # values, not "$@..." text
+        changed = {k: (configured[k], v) for k, v in trained.items() if k in configured and configured[k] != v}
         for key, (_, value) in changed.items():
-            config[key] = value  # type: ignore[index]
+            parser[key] = value  # resets MONAI's resolver, so later parsing sees the trained value
         self.trained_with = trained
         if changed:
             self.weights_note = (f"served with the settings models/{weights.name} was trained with ("
-                                 + ", ".join(f"{k} {new}" for k, (_, new) in changed.items()) + "); configs/inference.json says "
+                                 + ", ".join(f"{k} {new}" for k, (_, new) in changed.items()) + "); the bundle's configs say "
                                  + ", ".join(f"{k} {old}" for k, (old, _) in changed.items()))
             logger.warning(f"{self.name}: {self.weights_note}")
 
@@ -173,7 +174,7 @@ class MUNetInferTask(BundleInferTask):
     def info(self) -> Dict[str, Any]:
         info = super().info()
         info["class_names"] = list(self.bundle_config.get_parsed_content("class_names"))
-        info["image_size"] = self.bundle_config.get("image_size")
+        info["image_size"] = self.bundle_config.get_parsed_content("image_size")
         info["trained_with"] = self.trained_with
         if self.weights_note:
             info["weights_note"] = self.weights_note

@@ -1,0 +1,53 @@
+"""The network and preprocessing values that inference.json takes from the bundle's own train.json.
+
+Training and inference must build the same network and preprocess the same way, so these values
+are written once, in ``configs/train.json``; inference.json reads them through
+``"image_size": "$@training_values['image_size']"``. Why not MONAI's own means: a ``%file#id``
+macro resolves the file against the current directory, not the bundle root, so a bundle served by
+MONAI Label (whose working directory is the app) or run from another folder would read another
+bundle's file; merging a ``common.json`` first would change the ``--config_file configs/train.json``
+command every user, zoo tool and MONAI Label task runs. A command-line override
+(``--image_size 384``) still replaces the reference as it replaces any value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict
+
+__all__ = ["SHARED_KEYS", "train_config_path", "training_values"]
+
+#: values inference.json takes from train.json
+SHARED_KEYS = (
+    "arch", "backbone", "base_channels", "decoder_channels", "fusion", "norm", "head_kernel_size", "presence_head",
+    "presence_threshold", "in_channels", "guidance", "num_classes", "class_names", "image_size", "dicom_frame",
+    "crop_to_us_region", "precision", "channels_last",
+)
+
+
+#: the bundle folder this code belongs to (the repository root, or a received bundle's root)
+CODE_BUNDLE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def train_config_path(bundle_root: str) -> Path:
+    """``<bundle_root>/configs/train.json``; when ``bundle_root`` holds no configs (an output folder
+    given with ``--bundle_root``), the train.json beside this code, i.e. the one of the bundle that runs."""
+    own = Path(bundle_root) / "configs" / "train.json"
+    if own.is_file():
+        return own
+    beside = CODE_BUNDLE_ROOT / "configs" / "train.json"
+    if beside.is_file():
+        return beside
+    raise FileNotFoundError(f"{own} not found (nor {beside}): inference.json takes its network and preprocessing values "
+                            f"({', '.join(SHARED_KEYS[:4])}, ...) from the bundle's train.json")
+
+
+def training_values(bundle_root: str) -> Dict[str, Any]:
+    """``SHARED_KEYS`` as the bundle's train.json sets them (expressions evaluated), see :func:`train_config_path`."""
+    from monai.bundle import ConfigParser
+
+    path = train_config_path(bundle_root)
+    parser = ConfigParser()
+    parser.read_config(str(path))
+    parser["bundle_root"] = str(bundle_root)
+    return {key: parser.get_parsed_content(key) for key in SHARED_KEYS}
