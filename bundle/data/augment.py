@@ -2,32 +2,25 @@
 
 The paper's augmentations follow the Augmentor library, whose "skew" tilts the image as if seen
 from an angle: one edge of the image is narrowed, a perspective (homography) warp. MONAI has
-affine, elastic and grid distortions but no perspective warp, hence this transform; it warps the
-image bilinearly and the mask with nearest neighbour through the same homography.
+affine, elastic and grid distortions but no perspective warp; torchvision has one
+(``transforms.v2.functional.perspective``), so this transform only draws the edge and the shift,
+MONAI-style (seeded by the bundle's ``set_determinism``), and lets torchvision warp the image
+bilinearly and the mask with nearest neighbour through the same four corner points.
 """
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping, Sequence
+from typing import Hashable, List, Mapping, Sequence
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as tvf
 
-__all__ = ["RandSkewd", "homography"]
+__all__ = ["RandSkewd"]
 
-
-def homography(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """The 3x3 matrix mapping the four ``source`` points (x, y) onto the four ``target`` points."""
-    rows = []
-    for (x, y), (u, v) in zip(source, target):
-        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y, -u])
-        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y, -v])
-    _, _, vt = np.linalg.svd(np.asarray(rows, dtype=np.float64))
-    matrix = vt[-1].reshape(3, 3)
-    return matrix / matrix[2, 2]
+_MODES = {"bilinear": InterpolationMode.BILINEAR, "nearest": InterpolationMode.NEAREST}
 
 
 class RandSkewd(RandomizableTransform, MapTransform):
@@ -62,44 +55,29 @@ class RandSkewd(RandomizableTransform, MapTransform):
         self._edge = int(self.R.randint(4))  # top, bottom, left, right
         self._shift = float(self.R.uniform(0, self.magnitude))
 
-    def _grid(self, height: int, width: int, device: torch.device) -> torch.Tensor:
-        corners = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], dtype=np.float64)
-        moved = corners.copy()
-        dx, dy = self._shift * (width - 1), self._shift * (height - 1)
-        if self._edge == 0:
-            moved[0, 0] += dx
-            moved[1, 0] -= dx
-        elif self._edge == 1:
-            moved[3, 0] += dx
-            moved[2, 0] -= dx
-        elif self._edge == 2:
-            moved[0, 1] += dy
-            moved[3, 1] -= dy
-        else:
-            moved[1, 1] += dy
-            moved[2, 1] -= dy
-        # for every output pixel, where it comes from in the input: the inverse warp
-        inverse = homography(moved, corners)
-        ys, xs = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-        points = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)])
-        mapped = inverse @ points
-        mapped = mapped[:2] / mapped[2:]
-        grid_x = mapped[0] / max(width - 1, 1) * 2 - 1
-        grid_y = mapped[1] / max(height - 1, 1) * 2 - 1
-        grid = np.stack([grid_x, grid_y], axis=-1).reshape(1, height, width, 2)
-        return torch.as_tensor(grid, dtype=torch.float32, device=device)
+    def corner_points(self, height: int, width: int) -> tuple[List[List[int]], List[List[int]]]:
+        """The image corners (x, y) and where the drawn edge moves them: torchvision's start and end points."""
+        corners = [[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]]
+        moved = [list(c) for c in corners]
+        dx, dy = round(self._shift * (width - 1)), round(self._shift * (height - 1))
+        # top: corners 0,1 move in x; bottom: 3,2; left: 0,3 move in y; right: 1,2
+        first, second, axis, shift = [(0, 1, 0, dx), (3, 2, 0, dx), (0, 3, 1, dy), (1, 2, 1, dy)][self._edge]
+        moved[first][axis] += shift
+        moved[second][axis] -= shift
+        return corners, moved
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         d = dict(data)
         self.randomize()
         if not self._do_transform or self._shift == 0.0:
             return d
-        grid = None
         for key, mode in zip(self.key_iterator(d), self.modes):
+            if mode not in _MODES:
+                raise ValueError(f"RandSkewd: mode {mode!r} for {key!r} is not one of {', '.join(_MODES)}")
             image = d[key]
-            if grid is None:
-                grid = self._grid(image.shape[-2], image.shape[-1], image.device)
-            warped = F.grid_sample(torch.as_tensor(image, dtype=torch.float32)[None], grid, mode=mode, padding_mode="zeros", align_corners=True)[0]
+            start, end = self.corner_points(image.shape[-2], image.shape[-1])
+            plain = torch.as_tensor(image, dtype=torch.float32).as_subclass(torch.Tensor)
+            warped = tvf.perspective(plain, start, end, interpolation=_MODES[mode], fill=0.0)
             if hasattr(image, "meta"):
                 from monai.data import MetaTensor
 

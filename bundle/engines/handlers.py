@@ -110,6 +110,13 @@ class MetricsWriter:
     """At the end of an evaluation, write ``metrics.json`` (with the epoch) and ``per_case.csv``, and log them.
 
     Attached to the validator during training it keeps the latest validation's figures on disk.
+
+    Why not MONAI's ``MetricsSaver``: it writes one ``<metric>_raw.csv`` per metric from
+    ``engine.state.metric_details`` (images as rows, classes as columns). A case here is one row
+    of different kinds of values: the Dice of the best mask and of each of the four branches, the
+    true class, the malignancy and presence probabilities and the image path. Those would be split
+    over several files, and the probabilities are not metric details at all; scripts
+    (make_results, the studies) read the single ``per_case.csv``.
     """
 
     def __init__(self, metric: MUNetMetrics, output_dir: str, prefix: str = "val_", log_summary: bool = True) -> None:
