@@ -19,6 +19,7 @@ from PIL import Image
 
 from bundle.engines.metrics import classification_metrics
 from bundle.runner import REPO_ROOT as REPO
+from bundle.shared_values import SHARED_KEYS
 
 __all__ = ["META", "fmt_mean_std", "cli_args", "case_metrics", "normal_image_findings", "slug", "history", "write_bundle_configs",
            "git_commit", "relative_to"]
@@ -113,15 +114,17 @@ def history(root: Path) -> Dict[str, List[float]]:
 def write_bundle_configs(root: Path, network: Dict, training: Optional[Dict] = None) -> None:
     """Make ``root`` a bundle folder: the repository's configs with ``network`` (and ``training``) values baked in.
 
-    ``network`` goes into train.json and inference.json (the two must build the same network);
-    ``training`` into train.json only.
+    ``network`` goes into train.json, and into inference.json only where inference.json has a value
+    of its own (inference.json reads the network and preprocessing values of ``SHARED_KEYS`` from
+    the bundle's train.json); ``training`` into train.json only.
     """
     target = Path(root) / "configs"
     target.mkdir(parents=True, exist_ok=True)
     for source in sorted((REPO / "configs").glob("*")):
         if source.is_file() and source.name not in ("train.json", "inference.json"):
             (target / source.name).write_bytes(source.read_bytes())
-    for name, values in (("train.json", {**network, **(training or {})}), ("inference.json", network)):
+    inference_values = {k: v for k, v in network.items() if k not in SHARED_KEYS}
+    for name, values in (("train.json", {**network, **(training or {})}), ("inference.json", inference_values)):
         config = json.loads((REPO / "configs" / name).read_text())
         config.update({k: v for k, v in values.items() if k in config})
         (target / name).write_text(json.dumps(config, indent=4) + "\n")

@@ -20,7 +20,7 @@ cores; ``gpu``: the paper's sizes and epochs). Steps, each logged under ``<outpu
    ``threshold_rule`` (bundle/engines/presence_threshold.py): ``youden`` (default) maximises
    lesion recall + normal-image specificity among thresholds keeping ``min_lesion_recall`` (0.95)
    of the validation lesion images; ``lesion_recall`` takes the highest such threshold. It is
-   written into the bundle's inference.json. Both rules (and no gate) are also measured on the
+   written into the bundle's train.json (inference.json reads it there). Both rules (and no gate) are also measured on the
    test split from one ungated pass (``threshold_rules`` in result.json).
 6. Evaluation on the test split (lesion images: Dice, Sen, Spec, Acc, AUC) and its normal images
    (false-positive rate), written to ``<output_dir>/result.json`` with the commit that trained it.

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from monai.bundle import ConfigWorkflow
+from monai.bundle import ConfigParser, ConfigWorkflow
 from PIL import Image
 
 from bundle.runner import bundle_argv
@@ -75,7 +75,13 @@ def test_package_layout_and_manifest(shared):
     large = yaml.safe_load((received / "large_files.yml").read_text())["large_files"]
     assert [entry["path"] for entry in large] == ["models/model.pt", "models/model.ts"]
     assert large[0]["hash_val"] == sha256_of(received / "models" / "model.pt") and large[0]["hash_type"] == "sha256"
-    assert json.loads((received / "configs" / "inference.json").read_text())["base_channels"] == 8
+    # the trained width is written once, in train.json; inference.json reads it from there
+    assert json.loads((received / "configs" / "train.json").read_text())["base_channels"] == 8
+    assert json.loads((received / "configs" / "inference.json").read_text())["base_channels"] == "$@training_values['base_channels']"
+    parser = ConfigParser()
+    parser.read_config(str(received / "configs" / "inference.json"))
+    parser["bundle_root"] = str(received)
+    assert parser.get_parsed_content("base_channels") == 8
 
 
 def test_received_bundle_passes_the_zoo_checks(shared):
@@ -89,9 +95,9 @@ def test_received_bundle_passes_the_zoo_checks(shared):
 def test_received_bundle_gives_the_same_masks_as_the_source(shared, tmp_path):
     base, source, data, _, received = shared
     for key, value in NETWORK_OVERRIDES.items():  # the source bundle runs with the values it was trained with
-        config = json.loads((source / "configs" / "inference.json").read_text())
+        config = json.loads((source / "configs" / "train.json").read_text())
         config[key] = value
-        (source / "configs" / "inference.json").write_text(json.dumps(config, indent=4))
+        (source / "configs" / "train.json").write_text(json.dumps(config, indent=4))
     _infer(source, data, tmp_path / "source_out")
     _infer(received, data, tmp_path / "received_out")
     source_masks = sorted((tmp_path / "source_out").glob("*_mask.png"))

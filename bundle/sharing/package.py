@@ -12,6 +12,7 @@ from typing import List, Optional
 import yaml
 
 from ..runner import bundle_argv
+from ..shared_values import SHARED_KEYS
 from .checksums import MANIFEST, IntegrityError, sha256_of, verify_manifest, write_manifest
 
 __all__ = ["PACKAGED", "bundle_files", "bake_overrides", "export_torchscript", "write_large_files_yml", "build_package", "unpack_package"]
@@ -58,14 +59,16 @@ def export_torchscript(root: Path, overrides: Optional[dict] = None) -> Path:
 
 def bake_overrides(root: Path, overrides: dict) -> None:
     """Write config overrides used in training (``base_channels``, ``backbone``, ...) into the
-    packaged train.json and inference.json, so the receiver builds the network that was trained."""
+    packaged train.json, so the receiver builds the network that was trained; inference.json reads
+    those (``SHARED_KEYS``) from train.json and takes only its own values (``threshold``, ...)."""
     for config in ("train.json", "inference.json"):
         path = root / "configs" / config
         content = json.loads(path.read_text())
         unknown = [k for k in overrides if k not in content]
         if config == "inference.json" and unknown:
             raise KeyError(f"overrides {unknown} are not top-level values of inference.json")
-        content.update({k: v for k, v in overrides.items() if k in content})
+        own = {k: v for k, v in overrides.items() if k in content and (config == "train.json" or k not in SHARED_KEYS)}
+        content.update(own)
         path.write_text(json.dumps(content, indent=4) + "\n")
 
 
