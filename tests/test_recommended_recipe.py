@@ -12,9 +12,19 @@ import sys
 import pytest
 import torch
 
+from monai.bundle import ConfigParser
+
 from bundle_helpers import REPO_ROOT
 
 BUSI = REPO_ROOT.parent / "shared" / "data" / "busi"
+
+
+def served_values(bundle_root, *keys):
+    """The values the bundle folder's inference.json resolves (it reads network values from its train.json)."""
+    parser = ConfigParser()
+    parser.read_config(str(bundle_root / "configs" / "inference.json"))
+    parser["bundle_root"] = str(bundle_root)
+    return [parser.get_parsed_content(key) for key in keys]
 
 
 @pytest.mark.skipif(not (BUSI / "manifest.csv").is_file(), reason=f"BUSI data not found at {BUSI} (../shared/data/busi)")
@@ -28,13 +38,19 @@ def test_recipe_trains_a_bundle_with_a_presence_threshold_and_reports_it(tmp_pat
     assert "precision auto ->" in result.stdout and "[presence] threshold" in result.stdout
     # a bundle folder: configs with the recipe baked in, the best model, the threshold chosen on validation
     record = json.loads((out / "result.json").read_text())
-    inference = json.loads((out / "configs" / "inference.json").read_text())
+    backbone, presence_head, image_size, threshold = served_values(out, "backbone", "presence_head", "image_size",
+                                                                   "presence_threshold")
     train = json.loads((out / "configs" / "train.json").read_text())
     assert (out / "models" / "model.pt").is_file() and (out / "configs" / "metadata.json").is_file()
-    assert inference["backbone"] == train["backbone"] == "efficientnet_lite0"
-    assert inference["presence_head"] is True and inference["image_size"] == 64 == train["image_size"]
-    assert inference["presence_threshold"] == pytest.approx(record["presence_threshold"])
+    assert backbone == train["backbone"] == "efficientnet_lite0"
+    assert presence_head is True and image_size == 64 == train["image_size"]
+    assert threshold == pytest.approx(record["presence_threshold"]) == train["presence_threshold"]
     assert train["require_lesion"] is False
+    # the recipe lists each normal training image twice; validation keeps each once
+    datalist = json.loads((out / record["data"]).read_text())
+    normal_ids = [item["id"] for item in datalist["training"] if "class" not in item]
+    assert record["recipe"]["normal_repeats"] == 2 and normal_ids and all(normal_ids.count(i) == 2 for i in normal_ids)
+    assert len({item["id"] for item in datalist["validation"]}) == len(datalist["validation"])
     # the CPU recipe serves the last epoch's weights; the best-validation-score ones stay beside them
     served = torch.load(out / "models" / "model.pt", weights_only=True)
     last = torch.load(out / "models" / "checkpoint_last.pt", weights_only=True)["model"]
@@ -66,7 +82,7 @@ def test_recipe_trains_a_bundle_with_a_presence_threshold_and_reports_it(tmp_pat
     second = json.loads((out / "result.json").read_text())
     assert second["train_seconds"] == record["train_seconds"] and second["commit"] == record["commit"]
     assert second["presence_threshold"] == pytest.approx(rules["lesion_recall"]["threshold"])
-    assert json.loads((out / "configs" / "inference.json").read_text())["presence_threshold"] == pytest.approx(second["presence_threshold"])
+    assert served_values(out, "presence_threshold")[0] == pytest.approx(second["presence_threshold"])
     # the study script turns finished runs into the "Recommended model" section of results.md
     docs = tmp_path / "docs"
     target = tmp_path / "study" / "recommended" / "recommended_seed0"
