@@ -1,7 +1,9 @@
-"""The network and preprocessing values that inference.json takes from the bundle's own train.json.
+"""The network, preprocessing and serving values that inference.json takes from the bundle's own train.json.
 
-Training and inference must build the same network and preprocess the same way, so these values
-are written once, in ``configs/train.json``; inference.json reads them through
+Training and inference must build the same network and preprocess the same way, and inference and
+evaluation must serve the model the same way (presence threshold, test-time scales and flips), so
+these values are written once, in ``configs/train.json``; evaluate.json, merged over train.json,
+inherits them, and inference.json reads them through
 ``"image_size": "$@training_values['image_size']"``. Why not MONAI's own means: a ``%file#id``
 macro resolves the file against the current directory, not the bundle root, so a bundle served by
 MONAI Label (whose working directory is the app) or run from another folder would read another
@@ -17,11 +19,11 @@ from typing import Any, Dict
 
 __all__ = ["SHARED_KEYS", "train_config_path", "training_values"]
 
-#: values inference.json takes from train.json
+#: values inference.json takes from train.json (evaluate.json inherits them by the merge)
 SHARED_KEYS = (
     "arch", "backbone", "base_channels", "decoder_channels", "fusion", "norm", "head_kernel_size", "presence_head",
     "presence_threshold", "in_channels", "guidance", "num_classes", "class_names", "image_size", "dicom_frame",
-    "crop_to_us_region", "precision", "channels_last",
+    "crop_to_us_region", "precision", "channels_last", "inference_scales", "inference_flips",
 )
 
 

@@ -123,6 +123,15 @@ def test_inference_config_builds_the_network_that_training_trains(tmp_path):
     # and a command-line value still wins, as for any key
     parser["image_size"] = 128
     assert parser.get_parsed_content("image_size") == 128
+    # evaluate.json has none of these values: merged over the bundle's train.json, it serves the model
+    # as that train.json says (a bundle trained with test-time flips is evaluated with them)
+    assert not set(SHARED_KEYS) & set(json.loads(Path(EVALUATE).read_text()))
+    (tmp_path / "configs" / "train.json").write_text(json.dumps({**train, "inference_flips": True, "inference_scales": [0.875, 1.0]}))
+    merged = ConfigParser()
+    merged.read_config([str(tmp_path / "configs" / "train.json"), EVALUATE])
+    merged["bundle_root"] = str(tmp_path)
+    inferer = merged.get_parsed_content("validate#inferer")
+    assert (inferer.flips, inferer.scales) == (True, [0.875, 1.0])
     # an output folder without configs (--bundle_root runs/x) is served with the train.json beside the code
     outputs = ConfigParser()
     outputs.read_config(INFERENCE)
