@@ -51,6 +51,24 @@ def test_multi_scale_inference_returns_the_input_size_and_averages_the_passes():
         MultiTaskInferer(scales=[0.0])
 
 
+def test_image_heads_can_come_from_the_input_size_while_masks_average_over_scales():
+    torch.manual_seed(0)
+    net = MUNet(base_channels=8, presence_head=True).eval()
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        for weight in net.parameters():  # fresh heads answer the same for every input: make them depend on it
+            weight.add_(torch.randn_like(weight) * 0.1)
+        every = MultiTaskInferer(scales=[0.5, 1.0, 1.5], flips=True)(x, net)
+        native_heads = MultiTaskInferer(scales=[0.5, 1.0, 1.5], flips=True, scale_image_heads=False)(x, net)
+        single = MultiTaskInferer(scales=[1.0], flips=True)(x, net)
+    torch.testing.assert_close(native_heads["mask"], every["mask"])  # the masks still average over all scales
+    for head, to_prob in (("class_logits", lambda t: torch.softmax(t, dim=1)), ("lesion_logit", torch.sigmoid)):
+        torch.testing.assert_close(to_prob(native_heads[head]), to_prob(single[head]))  # the input size's (and flip's) only
+        assert not torch.allclose(to_prob(every[head]), to_prob(single[head]))
+    with pytest.raises(ValueError, match="lacks"):
+        MultiTaskInferer(scales=[0.5, 1.5], scale_image_heads=False)
+
+
 def _member(root, base_channels, seed):
     """A bundle directory with its own inference.json values and (random) trained weights."""
     (root / "configs").mkdir(parents=True)

@@ -91,6 +91,12 @@ class MultiTaskInferer(Inferer):
         scales: multi-scale inference: relative sizes to predict at (e.g. ``[0.75, 1.0, 1.25]``);
             ``[1.0]`` is a single prediction.
         flips: also predict on the horizontally flipped image and average.
+        scale_image_heads: average the class and presence probabilities over the scales too (the
+            paper averages every output). ``False`` takes them from the input-size prediction
+            (and its flip) only and averages only the masks over scales: the heads that judge the
+            whole image were trained at one size, and on BUSI validation images the multi-scale
+            class average lost malignancy AUC while the multi-scale mask gained Dice
+            (docs/results.md, "Recommended model"). ``False`` needs ``1.0`` among ``scales``.
     """
 
     def __init__(
@@ -99,16 +105,20 @@ class MultiTaskInferer(Inferer):
         channels_last: bool = False,
         scales: Sequence[float] = (1.0,),
         flips: bool = False,
+        scale_image_heads: bool = True,
     ) -> None:
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if not scales or any(float(s) <= 0 for s in scales):
             raise ValueError(f"scales must be positive, got {scales!r}")
+        if not scale_image_heads and 1.0 not in [float(s) for s in scales]:
+            raise ValueError(f"scale_image_heads=False takes the class and presence from scale 1.0, which scales {scales!r} lacks")
         self.precision = precision
         self.channels_last = channels_last
         self.scales = [float(s) for s in scales]
         self.flips = flips
+        self.scale_image_heads = scale_image_heads
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> Dict[str, torch.Tensor]:
         if self.scales == [1.0] and not self.flips:
@@ -134,7 +144,8 @@ class MultiTaskInferer(Inferer):
 
     def _multi_scale(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> Dict[str, torch.Tensor]:
         """Paper's multi-scale inference: predict at every scale (and flipped), bring the best masks
-        back to the input size and average them with the class probabilities.
+        back to the input size and average them with the class probabilities (those of scale 1.0
+        only when ``scale_image_heads`` is False).
 
         Each scaled size is rounded to a multiple of 32. Returns ``mask`` and ``class_logits``
         (the log of the averaged probabilities, so a softmax gives them back); branch masks, which
@@ -152,6 +163,8 @@ class MultiTaskInferer(Inferer):
                 out = self._forward(view, network, *args, **kwargs)
                 mask = torch.flip(out[MASK_KEY], dims=[-1]) if flip else out[MASK_KEY]
                 masks.append(F.interpolate(mask, size=[height, width], mode="bilinear", align_corners=False))
+                if not self.scale_image_heads and scale != 1.0:
+                    continue
                 if CLASS_KEY in out:
                     probs.append(torch.softmax(out[CLASS_KEY], dim=1))
                 if PRESENCE_KEY in out:
