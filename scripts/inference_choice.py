@@ -1,0 +1,77 @@
+"""Compare test-time inference settings of trained runs on the validation split (never the test split).
+
+    python scripts/inference_choice.py runs/recommended/recommended_seed0 [more run folders] \
+        --data_dir runs/recommended/data --output inference_choice.json
+
+For each run folder made by ``scripts/train_recommended.py`` and each setting in ``SETTINGS``
+(single scale; the paper's multi-scale inference at 192/224/256 px), predicts the validation split
+of the run's datalist without the presence gate and prints the lesion Dice on the validation
+lesion images, the malignancy AUC and the share of validation normal images with any lesion pixel.
+The recipe's ``inference_scales`` is chosen from these figures, so the test split stays unseen
+until the chosen model is evaluated.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import fire
+import numpy as np
+
+from study_common import case_metrics
+from train_recommended import _predict
+
+#: setting name -> inference values given to inference.json (flips as the run's bundle says)
+SETTINGS: Dict[str, Dict] = {
+    "single scale": {"inference_scales": [1.0]},
+    "multi-scale 192/224/256 px": {"inference_scales": [192 / 224, 1.0, 256 / 224]},
+}
+
+
+def validation_figures(run: Path, data_dir: Path, datalist: Path, values: Dict, work: Path) -> Dict:
+    """Validation lesion Dice, AUC and normal-image marks of ``run`` predicted with ``values`` (no presence gate)."""
+    content = json.loads(datalist.read_text())
+    items = content["validation"]
+    lesions = [i for i in items if "class" in i]
+    normals = [i for i in items if "class" not in i]
+    pred_dir = work / "validation"
+    seconds = _predict(run, data_dir, datalist, "validation", pred_dir, work / "validation.log", presence_threshold=None, **values)
+    figures = case_metrics(pred_dir, lesions)
+    figures.pop("cases")
+    rows = {Path(r["image"]).name: r for r in csv.DictReader(open(pred_dir / "predictions.csv"))}
+    marked = [int(rows[Path(i["image"]).name]["lesion_pixels"]) > 0 for i in normals]
+    return {**figures, "normal_marked": int(sum(marked)), "normal_images": len(normals), "lesion_images": len(lesions),
+            "infer_seconds": round(seconds, 1)}
+
+
+def main(*runs: str, data_dir: str, output: str = "", settings: Sequence[str] = tuple(SETTINGS)) -> Dict:
+    """Print (and write to ``output``) the validation figures of every run under every setting."""
+    unknown = [s for s in settings if s not in SETTINGS]
+    if unknown:
+        raise ValueError(f"unknown settings {unknown}: choose from {', '.join(SETTINGS)}")
+    report: Dict[str, Dict] = {}
+    for run in runs:
+        bundle = Path(run).resolve()
+        record = json.loads((bundle / "result.json").read_text())
+        datalist = Path(data_dir).resolve() / Path(record["data"]).name
+        report[bundle.name] = {}
+        for name in settings:
+            with tempfile.TemporaryDirectory() as work:
+                figures = validation_figures(bundle, Path(data_dir).resolve(), datalist, SETTINGS[name], Path(work))
+            report[bundle.name][name] = {"values": SETTINGS[name], **figures}
+            print(f"{bundle.name} | {name}: Dice {figures['dice']:.3f}, AUC {figures['auc']:.3f}, normal images marked "
+                  f"{figures['normal_marked']}/{figures['normal_images']} ({figures['infer_seconds']:.0f} s)", flush=True)
+    for name in settings:
+        dice: List[float] = [report[r][name]["dice"] for r in report]
+        print(f"mean over {len(dice)} runs | {name}: Dice {np.mean(dice):.3f}", flush=True)
+    if output:
+        Path(output).write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    fire.Fire(main)
