@@ -46,11 +46,23 @@ def train_config_path(bundle_root: str) -> Path:
 
 
 def training_values(bundle_root: str) -> Dict[str, Any]:
-    """``SHARED_KEYS`` as the bundle's train.json sets them (expressions evaluated), see :func:`train_config_path`."""
+    """``SHARED_KEYS`` as the bundle's train.json sets them (expressions evaluated), see :func:`train_config_path`.
+
+    A key the bundle's train.json lacks (a bundle written before that value existed, e.g. one
+    trained before ``inference_scale_image_heads``) takes the default of the train.json beside this
+    code, so an older shared bundle still serves, as it was evaluated.
+    """
     from monai.bundle import ConfigParser
 
     path = train_config_path(bundle_root)
     parser = ConfigParser()
     parser.read_config(str(path))
     parser["bundle_root"] = str(bundle_root)
-    return {key: parser.get_parsed_content(key) for key in SHARED_KEYS}
+    values = {key: parser.get_parsed_content(key) for key in SHARED_KEYS if key in parser}
+    missing = [key for key in SHARED_KEYS if key not in values]
+    if missing:
+        defaults = ConfigParser()
+        defaults.read_config(str(CODE_BUNDLE_ROOT / "configs" / "train.json"))
+        defaults["bundle_root"] = str(bundle_root)
+        values.update({key: defaults.get_parsed_content(key) for key in missing})
+    return values

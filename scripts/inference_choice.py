@@ -48,20 +48,25 @@ def validation_figures(run: Path, data_dir: Path, datalist: Path, values: Dict, 
             "infer_seconds": round(seconds, 1)}
 
 
-def main(*runs: str, data_dir: str, output: str = "", settings: Sequence[str] = tuple(SETTINGS)) -> Dict:
-    """Print (and write to ``output``) the validation figures of every run under every setting."""
+def main(*runs: str, data_dir: str, output: str = "", settings: Sequence[str] = tuple(SETTINGS), datalist: str = "") -> Dict:
+    """Print (and write to ``output``) the validation figures of every run under every setting.
+
+    The datalist is the one each run trained with (``data`` in its result.json), or ``datalist``
+    for a run still being evaluated."""
     unknown = [s for s in settings if s not in SETTINGS]
     if unknown:
         raise ValueError(f"unknown settings {unknown}: choose from {', '.join(SETTINGS)}")
     report: Dict[str, Dict] = {}
     for run in runs:
         bundle = Path(run).resolve()
-        record = json.loads((bundle / "result.json").read_text())
-        datalist = Path(data_dir).resolve() / Path(record["data"]).name
+        if datalist:
+            run_datalist = Path(datalist).resolve()
+        else:
+            run_datalist = Path(data_dir).resolve() / Path(json.loads((bundle / "result.json").read_text())["data"]).name
         report[bundle.name] = {}
         for name in settings:
             with tempfile.TemporaryDirectory() as work:
-                figures = validation_figures(bundle, Path(data_dir).resolve(), datalist, SETTINGS[name], Path(work))
+                figures = validation_figures(bundle, Path(data_dir).resolve(), run_datalist, SETTINGS[name], Path(work))
             report[bundle.name][name] = {"values": SETTINGS[name], **figures}
             print(f"{bundle.name} | {name}: Dice {figures['dice']:.3f}, AUC {figures['auc']:.3f}, normal images marked "
                   f"{figures['normal_marked']}/{figures['normal_images']} ({figures['infer_seconds']:.0f} s)", flush=True)

@@ -132,6 +132,15 @@ def test_inference_config_builds_the_network_that_training_trains(tmp_path):
     merged["bundle_root"] = str(tmp_path)
     inferer = merged.get_parsed_content("validate#inferer")
     assert (inferer.flips, inferer.scales) == (True, [0.875, 1.0])
+    # a bundle written before a serving value existed still serves: the missing value takes the code's default
+    older = {k: v for k, v in train.items() if k not in ("inference_scales", "inference_scale_image_heads")}
+    (tmp_path / "configs" / "train.json").write_text(json.dumps({**older, "image_size": 320}))
+    parser = ConfigParser()
+    parser.read_config(INFERENCE)
+    parser["bundle_root"] = str(tmp_path)
+    assert parser.get_parsed_content("image_size") == 320
+    assert parser.get_parsed_content("inference_scales") == train["inference_scales"]
+    assert parser.get_parsed_content("inference_scale_image_heads") is train["inference_scale_image_heads"]
     # an output folder without configs (--bundle_root runs/x) is served with the train.json beside the code
     outputs = ConfigParser()
     outputs.read_config(INFERENCE)
