@@ -23,8 +23,9 @@ and, from trained bundles without training: the recommended model without test-t
 its best-validation-score weights (``models/model_best_val.pt``) instead of the last epoch's, and the
 ensemble of its seeds. The presence threshold rules are compared on each run's ungated test pass
 (``threshold_rules`` in its record). Records of earlier recipes stay in ``runs/recommended/recipe_v1``
-(20 epochs, best validation score, lesion-recall threshold) and ``recipe_v2`` (25 epochs, last
-epoch, each normal training image listed once), are shown as rows and measure levers.
+(20 epochs, best validation score, lesion-recall threshold), ``recipe_v2`` (25 epochs, last
+epoch, each normal training image listed once) and ``recipe_v3`` (the current training, served at
+one scale), are shown as rows and measure levers.
 """
 
 from __future__ import annotations
@@ -125,6 +126,12 @@ class RecommendedStudy:
                 record.update(normal_image_findings(pred_dir))
         self._record_path(run).write_text(json.dumps(record, indent=1))
         return record
+
+
+def _commits(records: List[Dict]) -> str:
+    """``commit abc1234`` (or ``commits a, b``) of the code that trained ``records``."""
+    commits = sorted({str(r.get("commit", "?"))[:7] for r in records})
+    return ("commit " if len(commits) == 1 else "commits ") + ", ".join(commits)
 
 
 def _minutes_per_epoch(record: Dict) -> Optional[float]:
@@ -236,7 +243,11 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
     recipe_v1 = earlier("recipe_v1", "recommended_seed*.json")
     recipe_v2 = earlier("recipe_v2", "recommended_seed*.json")
     v2_ensemble = earlier("recipe_v2", "recommended_ensemble.json")
-    v2_same_seeds = [r for r in recipe_v2 if r.get("seed") in {x.get("seed") for x in results["recommended"]}]
+    recipe_v3 = earlier("recipe_v3", "recommended_seed*.json")
+    v3_seeds = {x.get("seed") for x in recipe_v3}
+    v2_same_seeds = [r for r in recipe_v2 if r.get("seed") in v3_seeds]
+    rec_seeds = {x.get("seed") for x in results["recommended"]}
+    v3_same_seeds = [r for r in recipe_v3 if r.get("seed") in rec_seeds]
 
     recipe = load_recipe("cpu")
     rec = results["recommended"]
@@ -254,6 +265,7 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
     named["first recipe (20 epochs, best validation score, lesion-recall threshold; commit 8bb89a9)"] = recipe_v1
     named["second recipe (25 epochs, last epoch, normal training images listed once; commit ce67db8)"] = recipe_v2
     named["ensemble of the second recipe's two seeds"] = v2_ensemble
+    named["third recipe (the same trained models, single-scale inference; " + _commits(recipe_v3) + ")"] = recipe_v3
     if len(rec_bundles) > 1:
         named[f"ensemble of the recommended seeds ({len(rec_bundles)})"] = ensemble
     lines += table(named)
@@ -273,13 +285,15 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
     lines += lever_table([
         ("224 px, presence head + normals, flips (the recipe)", "Table I's EfficientNet-Lite0 row (128 px, 20 epochs, lesion images only)",
          rec, old_lite0, "different image size, data and test-time flips at once"),
-        ("test-time horizontal flips", "the same recommended models without flips", rec, no_flips, "inference only, 2 forward passes"),
+        ("test-time multi-scale masks (192, 224, 256 px; class and presence at 224 px)",
+         "the same trained models with one scale (the third recipe)", rec, v3_same_seeds, "inference only: 6 forward passes instead of 2"),
+        ("test-time horizontal flips", "the same recommended models without flips", rec, no_flips, "inference only, half the forward passes"),
         ("model selection: last epoch", "the best validation score's (Dice + AUC) weights of the same runs", rec, best_val,
          "which checkpoint is published"),
         ("25-epoch schedule, last epoch, Youden threshold", "the first recipe (20 epochs, best validation score, lesion-recall threshold)",
          recipe_v2, recipe_v1, "second recipe against the first; +25 % training time"),
-        ("normal training images listed twice", "the second recipe (each listed once), same seeds", rec, v2_same_seeds,
-         "+19 % iterations per epoch"),
+        ("normal training images listed twice", "the second recipe (each listed once), same seeds; both single-scale",
+         recipe_v3, v2_same_seeds, "+19 % iterations per epoch"),
         ("presence head + normal images in training", "same recipe on lesion images only", rec, results["lesions_only"],
          "FPR is the point; Dice is on lesion images"),
         ("EfficientNet-Lite1 instead of Lite0", "the recommended model", results["lite1"], rec[:1], "seed 0 each"),

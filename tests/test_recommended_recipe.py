@@ -46,6 +46,9 @@ def test_recipe_trains_a_bundle_with_a_presence_threshold_and_reports_it(tmp_pat
     assert presence_head is True and image_size == 64 == train["image_size"]
     assert threshold == pytest.approx(record["presence_threshold"]) == train["presence_threshold"]
     assert train["require_lesion"] is False
+    # served as the recipe says: masks averaged over 3 sizes and 2 flips, class and presence at the trained size
+    scales, flips, scale_heads = served_values(out, "inference_scales", "inference_flips", "inference_scale_image_heads")
+    assert (scales, flips, scale_heads) == (record["recipe"]["inference_scales"], True, False) and len(scales) == 3
     # the recipe lists each normal training image twice; validation keeps each once
     datalist = json.loads((out / record["data"]).read_text())
     normal_ids = [item["id"] for item in datalist["training"] if "class" not in item]
