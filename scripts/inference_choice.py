@@ -29,6 +29,8 @@ from train_recommended import _predict
 SETTINGS: Dict[str, Dict] = {
     "single scale": {"inference_scales": [1.0]},
     "multi-scale 192/224/256 px": {"inference_scales": [192 / 224, 1.0, 256 / 224]},
+    "multi-scale masks, class and presence at 224 px": {"inference_scales": [192 / 224, 1.0, 256 / 224],
+                                                         "inference_scale_image_heads": False},
 }
 
 

@@ -28,10 +28,17 @@ META = ["--meta_file", "configs/metadata.json", "--logging_file", "configs/loggi
 
 
 def cli_args(values: Dict) -> List[str]:
-    """``--key value`` pairs for ``python -m monai.bundle`` (lists and dicts as JSON)."""
+    """``--key value`` pairs for ``python -m monai.bundle`` (lists and dicts as JSON).
+
+    ``None`` is written ``$None`` (a config expression that evaluates to None): MONAI's bundle CLI
+    drops overrides whose value is None (``monai.bundle.scripts.update_kwargs(ignore_none=True)``),
+    so ``--presence_threshold None`` silently kept the bundle's threshold instead of switching the
+    gate off.
+    """
     out: List[str] = []
     for key, value in values.items():
-        out += [f"--{key}", json.dumps(value) if isinstance(value, (list, dict)) else str(value)]
+        text = "$None" if value is None else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+        out += [f"--{key}", text]
     return out
 
 

@@ -98,3 +98,21 @@ def test_recipe_trains_a_bundle_with_a_presence_threshold_and_reports_it(tmp_pat
     report = (docs / "results.md").read_text()
     assert "## Recommended model" in report and "**recommended**" in report and "not run yet" in report
     assert (docs / "results" / "runs" / "recommended" / "recommended_seed0.json").is_file()
+
+
+def test_a_none_override_reaches_the_config_through_the_bundle_cli():
+    """The study scripts switch the presence gate off with ``presence_threshold=None``; MONAI's bundle
+    CLI drops None-valued overrides, so the scripts must write it as the expression ``$None``."""
+    import importlib.util
+
+    from monai.bundle.scripts import update_kwargs
+
+    spec = importlib.util.spec_from_file_location("study_common", REPO_ROOT / "scripts" / "study_common.py")
+    study_common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study_common)
+    assert update_kwargs(presence_threshold=None) == {}  # why None cannot be passed as it is
+    args = study_common.cli_args({"presence_threshold": None, "inference_scales": [1.0, 1.5], "seed": 3})
+    assert args == ["--presence_threshold", "$None", "--inference_scales", "[1.0, 1.5]", "--seed", "3"]
+    parser = ConfigParser({"presence_threshold": 0.5})
+    parser.update(update_kwargs(presence_threshold=args[1]))
+    assert parser.get_parsed_content("presence_threshold") is None
