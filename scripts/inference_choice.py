@@ -23,7 +23,7 @@ import fire
 import numpy as np
 
 from study_common import case_metrics
-from train_recommended import _predict
+from train_recommended import predict_split
 
 #: setting name -> inference values given to inference.json (flips as the run's bundle says)
 SETTINGS: Dict[str, Dict] = {
@@ -41,7 +41,7 @@ def validation_figures(run: Path, data_dir: Path, datalist: Path, values: Dict, 
     lesions = [i for i in items if "class" in i]
     normals = [i for i in items if "class" not in i]
     pred_dir = work / "validation"
-    seconds = _predict(run, data_dir, datalist, "validation", pred_dir, work / "validation.log", presence_threshold=None, **values)
+    seconds = predict_split(run, data_dir, datalist, "validation", pred_dir, work / "validation.log", presence_threshold=None, **values)
     figures = case_metrics(pred_dir, lesions)
     figures.pop("cases")
     rows = {Path(r["image"]).name: r for r in csv.DictReader(open(pred_dir / "predictions.csv"))}

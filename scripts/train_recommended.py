@@ -118,7 +118,8 @@ def keep_last_epoch_weights(models_dir: Path, model_filename: str = "model.pt",
     return served
 
 
-def _predict(bundle: Path, data_dir: Path, datalist: Path, split: str, out: Path, log: Path, **values) -> float:
+def predict_split(bundle: Path, data_dir: Path, datalist: Path, split: str, out: Path, log: Path, **values) -> float:
+    """Predict ``split`` of ``datalist`` with the bundle folder's inference.json (plus ``values``) into ``out``; seconds taken."""
     args = ["run", "inferring", "--config_file", str(bundle / "configs" / "inference.json"), *META,
             *cli_args({"bundle_root": str(bundle), "dataset_dir": str(data_dir), "datalist": str(datalist),
                        "input_split": split, "output_dir": str(out), **values})]
@@ -140,7 +141,7 @@ def compare_threshold_rules(bundle: Path, data: Path, lesions_datalist: Path, co
     logs, ungated = bundle / "logs", {}
     for split in ("test", "normal_test"):
         ungated[split] = bundle / "eval" / f"ungated_{split}"
-        _predict(bundle, data, lesions_datalist, split, ungated[split], logs / f"ungated_{split}.log", presence_threshold=None)
+        predict_split(bundle, data, lesions_datalist, split, ungated[split], logs / f"ungated_{split}.log", presence_threshold=None)
     cases = case_metrics(ungated["test"], content["test"], busi_dir)["cases"]
     normal_rows = list(csv.DictReader(open(ungated["normal_test"] / "predictions.csv")))
     (bundle / "eval" / "ungated_normal_test.json").write_text(json.dumps(
@@ -220,7 +221,7 @@ def train_recommended(
                     "data": relative_to(str(datalist), data.parent), "busi_dir": Path(busi_dir).name}
     if values.get("presence_head"):
         val_dir = bundle / "eval" / "validation_presence"
-        _predict(bundle, data, datalist, "validation", val_dir, logs / "validation_presence.log", presence_threshold=None)
+        predict_split(bundle, data, datalist, "validation", val_dir, logs / "validation_presence.log", presence_threshold=None)
         lesion_items = [i for i in content["validation"] if "class" in i]
         normal_items = [i for i in content["validation"] if "class" not in i]
         lesion_p, normal_p = _presence_probs(val_dir, lesion_items), _presence_probs(val_dir, normal_items)
@@ -248,7 +249,7 @@ def train_recommended(
         if not items:
             continue
         pred_dir = bundle / "eval" / f"predictions_{split}"
-        seconds = _predict(bundle, data, datalists["lesions_only"], split, pred_dir, logs / f"predict_{split}.log")
+        seconds = predict_split(bundle, data, datalists["lesions_only"], split, pred_dir, logs / f"predict_{split}.log")
         if split == "test":
             record.update(case_metrics(pred_dir, items, Path(busi_dir)))
             record["infer_seconds"] = round(seconds, 1)
