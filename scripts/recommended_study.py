@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import fire
 import numpy as np
@@ -142,6 +142,23 @@ def _minutes_per_epoch(record: Dict) -> Optional[float]:
     return record["train_seconds"] / 60 / int(epochs)
 
 
+def _per_run_or_mean(records: List[Dict], value: Callable[[Dict], Optional[float]], digits: int) -> str:
+    """Mean ± std of ``value`` over the runs and their thread count; each run's value and threads instead when the
+    runs had different thread counts (a run on one core while another run holds the other is not comparable with a run alone on two)."""
+    timed = [(r, value(r)) for r in records]
+    timed = [(r, v) for r, v in timed if v is not None]
+    if not timed:
+        return ""
+    threads = {r.get("threads") for r, _ in timed}
+    if len(threads) > 1:
+        return ", ".join(f"{v:.{digits}f} ({r.get('threads', '?')} thr.)" for r, v in timed)
+    return fmt_mean_std([v for _, v in timed], digits) + (f" ({threads.pop()} thr.)" if None not in threads else "")
+
+
+def _train_minutes(record: Dict) -> Optional[float]:
+    return record["train_seconds"] / 60 if "train_seconds" in record else None
+
+
 def table(rows: Dict[str, List[Dict]]) -> List[str]:
     """Markdown rows: mean ± std over seeds of each metric, training minutes and minutes per epoch."""
     titles = ["model", "seeds", *COLUMNS.values(), "train min", "min/epoch"]
@@ -152,10 +169,8 @@ def table(rows: Dict[str, List[Dict]]) -> List[str]:
             continue
         cells = [",".join(str(r.get("seed", "-")) for r in records)]
         cells += [fmt_mean_std([r.get(k) for r in records]) for k in COLUMNS]
-        times = [r["train_seconds"] / 60 for r in records if "train_seconds" in r]
-        cells.append(fmt_mean_std(times, 1) if times else "(evaluation only)")
-        per_epoch = [m for m in (_minutes_per_epoch(r) for r in records) if m is not None]
-        cells.append(fmt_mean_std(per_epoch, 2) if per_epoch else "")
+        cells.append(_per_run_or_mean(records, _train_minutes, 1) or "(evaluation only)")
+        cells.append(_per_run_or_mean(records, _minutes_per_epoch, 2))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
@@ -176,7 +191,7 @@ def lever_table(levers: List[tuple]) -> List[str]:
         if not with_ or not without:
             lines.append(f"| {lever} | {compared} | not run yet | | | | {note} |")
             continue
-        epochs = [fmt_mean_std([m for m in (_minutes_per_epoch(r) for r in group) if m is not None], 2) for group in (with_, without)]
+        epochs = [_per_run_or_mean(group, _minutes_per_epoch, 2) or "n/a" for group in (with_, without)]
         lines.append(f"| {lever} | {compared} | {_delta(with_, without, 'dice')} | {_delta(with_, without, 'auc')} | "
                      f"{_delta(with_, without, 'normal_fpr')} | {epochs[0]} / {epochs[1]} | {note} |")
     return lines
@@ -234,7 +249,8 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
                             for r, b in zip(results["recommended"], rec_bundles)) if r is not None]
     best_val = [r for r in (study.derived(f"recommended_best_val_seed{r['seed']}", [b], ckpt_path=str(b / "models" / "model_best_val.pt"))
                             for r, b in zip(results["recommended"], rec_bundles)) if r is not None]
-    ensemble = [study.derived("recommended_ensemble", rec_bundles)] if len(rec_bundles) > 1 else []
+    ensemble_run = "recommended_ensemble_seeds" + "".join(str(r["seed"]) for r in results["recommended"])  # one record per seed set
+    ensemble = [study.derived(ensemble_run, rec_bundles)] if len(rec_bundles) > 1 else []
     ensemble = [r for r in ensemble if r is not None]
     old_lite0 = [json.loads(p.read_text()) for p in sorted((study.records_dir.parent).glob("munet_efficientnet_lite0__imagenet_seed*.json"))]
     def earlier(recipe: str, pattern: str) -> List[Dict]:

@@ -116,3 +116,24 @@ def test_a_none_override_reaches_the_config_through_the_bundle_cli():
     parser = ConfigParser({"presence_threshold": 0.5})
     parser.update(update_kwargs(presence_threshold=args[1]))
     assert parser.get_parsed_content("presence_threshold") is None
+
+
+def test_training_minutes_name_their_threads_and_are_not_averaged_across_thread_counts():
+    """A run on one core while another run held the other is not comparable with a run alone on two:
+    the study's table gives each run's minutes with its threads instead of one mean."""
+    import importlib.util
+
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    try:
+        spec = importlib.util.spec_from_file_location("recommended_study", REPO_ROOT / "scripts" / "recommended_study.py")
+        study = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(study)
+    finally:
+        sys.path.remove(str(REPO_ROOT / "scripts"))
+    one_core = [{"seed": 0, "train_seconds": 5730.0, "epochs": 25, "threads": 1}, {"seed": 1, "train_seconds": 5892.0, "epochs": 25, "threads": 1}]
+    alone = {"seed": 2, "train_seconds": 3720.0, "epochs": 25, "threads": 2}
+    same = study.table({"same threads": one_core})[2].split(" | ")
+    assert same[-2] == "96.8 ± 1.9 (1 thr.)" and same[-1].rstrip(" |") == "3.87 ± 0.08 (1 thr.)"
+    mixed = study.table({"mixed": one_core + [alone]})[2].split(" | ")
+    assert mixed[-2] == "95.5 (1 thr.), 98.2 (1 thr.), 62.0 (2 thr.)"
+    assert study.table({"evaluation": [{"seed": "-"}]})[2].split(" | ")[-2] == "(evaluation only)"
