@@ -38,9 +38,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import fire
 import numpy as np
 
-from bundle.runner import run_bundle_command
-from study_common import META, case_metrics, cli_args, fmt_mean_std, git_commit, normal_image_findings, relative_to
-from train_recommended import load_recipe, prepare_data, train_recommended
+from study_common import case_metrics, fmt_mean_std, git_commit, normal_image_findings, relative_to
+from train_recommended import load_recipe, predict_split, prepare_data, train_recommended
 
 #: row key -> (table name, train_recommended arguments)
 ROWS: Dict[str, tuple] = {
@@ -116,10 +115,7 @@ class RecommendedStudy:
             values.update(ensemble_bundles=[str(b) for b in bundles])
         for split in ("test", "normal_test"):
             pred_dir = self.out / "derived" / run / split
-            args = ["run", "inferring", "--config_file", str(first / "configs" / "inference.json"), *META,
-                    *cli_args({"bundle_root": str(first), "dataset_dir": str(self.data), "datalist": str(datalists["lesions_only"]),
-                               "input_split": split, "output_dir": str(pred_dir), **values})]
-            seconds = run_bundle_command(args, pred_dir.with_suffix(".log"))
+            seconds = predict_split(first, self.data, datalists["lesions_only"], split, pred_dir, pred_dir.with_suffix(".log"), **values)
             if split == "test":
                 record.update(case_metrics(pred_dir, content["test"], Path(self.busi_dir)), infer_seconds=round(seconds, 1))
             else:
@@ -145,8 +141,7 @@ def _minutes_per_epoch(record: Dict) -> Optional[float]:
 def _per_run_or_mean(records: List[Dict], value: Callable[[Dict], Optional[float]], digits: int) -> str:
     """Mean ± std of ``value`` over the runs and their thread count; each run's value and threads instead when the
     runs had different thread counts (a run on one core while another run holds the other is not comparable with a run alone on two)."""
-    timed = [(r, value(r)) for r in records]
-    timed = [(r, v) for r, v in timed if v is not None]
+    timed = [(r, v) for r, v in ((r, value(r)) for r in records) if v is not None]
     if not timed:
         return ""
     threads = {r.get("threads") for r, _ in timed}
