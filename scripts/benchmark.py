@@ -2,7 +2,7 @@
 
     python scripts/benchmark.py [--size 384] [--batch 8] [--iters 5] [--output docs/benchmarks_table.md]
 
-For each network (MUNet with the default encoder, ResNet-50 and EfficientNet-Lite0 backbones, the
+For each network (MUNet with the default encoder, ResNet-50 and EfficientNet-Lite0/Lite1 backbones, the
 U-Net baseline, MONAI FlexibleUNet-ResNet50 and BasicUNet), at 1 channel, 256x256 and the size
 given, batch ``--batch``: training images/s (forward, loss, backward, Adam step), inference
 images/s (no grad) and peak memory, in fp32 and with the CPU fast path (bf16 autocast +
@@ -32,6 +32,7 @@ NETWORKS = {
     "MUNet (paper encoder, width 32)": {"kind": "munet", "backbone": "munet", "base_channels": 32},
     "MUNet-ResNet50": {"kind": "munet", "backbone": "resnet50"},
     "MUNet-EfficientNet-Lite0": {"kind": "munet", "backbone": "efficientnet_lite0"},
+    "MUNet-EfficientNet-Lite1": {"kind": "munet", "backbone": "efficientnet_lite1"},
     "U-Net baseline (width 32)": {"kind": "unet", "base_channels": 32},
     "FlexibleUNet-ResNet50 (MONAI)": {"kind": "flexible"},
     "BasicUNet (MONAI)": {"kind": "basic"},
@@ -196,7 +197,7 @@ def main(size: int = 384, batch: int = 8, iters: int = 5, warmup: int = 2, outpu
     import torch
 
     chosen = [n.strip() for n in networks.split(";") if n.strip()] or list(NETWORKS)
-    chosen_modes = [m for m in modes.split(",") if m]
+    chosen_modes = [m for m in (modes if isinstance(modes, (list, tuple)) else modes.split(",")) if m]  # fire reads "a,b" as a tuple
     sizes = sorted({256, int(size)})
     device = "GPU " + torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
     lines = [f"Device: {device}, {capability()}; torch {torch.__version__}; batch {batch}, 1 channel; {iters} timed iterations after {warmup} warm-up.", ""]

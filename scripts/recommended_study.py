@@ -18,6 +18,9 @@ trains nothing. Rows:
   recommended MUNet-EfficientNet-Lite0 and 2.26 for the paper encoder (width 16: 3.25), so 25
   epochs of it would take about five hours;
 - ``lite1``: the recipe with ImageNet EfficientNet-Lite1 (a lever);
+- ``bf16``: the recipe trained in bf16, what ``precision auto`` picks on a CPU with native bf16 (a lever;
+  the recommended rows ran on AVX2 CPUs, where it picks fp32). Lite1 is compared with this row when
+  both trained on the same CPU in the same precision, else with the recommended seed 0;
 
 and, from trained bundles without training: the recommended model without test-time flips, with
 its best-validation-score weights (``models/model_best_val.pt``) instead of the last epoch's, and the
@@ -50,6 +53,8 @@ ROWS: Dict[str, tuple] = {
     "paper_encoder": ("MUNet (paper encoder, width 32), same recipe",
                       {"variant": "recommended", "overrides": {"backbone": "munet", "base_channels": 32}}),
     "lite1": ("MUNet-EfficientNet-Lite1 (ImageNet), same recipe", {"variant": "recommended", "overrides": {"backbone": "efficientnet_lite1"}}),
+    "bf16": ("recommended, trained in bf16 (what `precision auto` picks on a CPU with native bf16)",
+             {"variant": "recommended", "overrides": {"precision": "bf16"}}),
 }
 #: the report's metric columns: record key -> column title
 COLUMNS = {"dice": "Dice", "sensitivity": "Sen.", "specificity": "Spec.", "accuracy": "Acc.", "auc": "AUC",
@@ -138,16 +143,40 @@ def _minutes_per_epoch(record: Dict) -> Optional[float]:
     return record["train_seconds"] / 60 / int(epochs)
 
 
+def training_precision(record: Dict) -> Optional[str]:
+    """The precision a run trained in: recorded by train_recommended.py since 2026-12-03; for earlier
+    records resolved from the recipe's ``precision`` and the recorded CPU the way ``precision auto`` does."""
+    if record.get("precision"):
+        return str(record["precision"])
+    asked, cpu = (record.get("recipe") or {}).get("precision"), record.get("cpu")
+    if asked is None or not isinstance(cpu, dict):
+        return None
+    if asked != "auto":
+        return str(asked)
+    return "bf16" if cpu.get("native_bf16") else "fp32"
+
+
+def run_conditions(record: Dict) -> str:
+    """What a run's minutes depend on besides the model: threads, CPU kernel level and training precision
+    (e.g. ``1 thr., AVX2 fp32``); empty when the record names none of them."""
+    cpu = record.get("cpu") if isinstance(record.get("cpu"), dict) else {}
+    parts = [f"{record['threads']} thr." if "threads" in record else "",
+             " ".join(x for x in (cpu.get("capability"), training_precision(record)) if x)]
+    return ", ".join(x for x in parts if x)
+
+
 def _per_run_or_mean(records: List[Dict], value: Callable[[Dict], Optional[float]], digits: int) -> str:
-    """Mean ± std of ``value`` over the runs and their thread count; each run's value and threads instead when the
-    runs had different thread counts (a run on one core while another run holds the other is not comparable with a run alone on two)."""
+    """Mean ± std of ``value`` over the runs and their conditions (threads, CPU, precision); each run's value and
+    conditions instead when they differ (a run on one core while another run holds the other is not comparable with
+    a run alone on two, nor an fp32 run on an AVX2 CPU with a bf16 run on a CPU with native bf16)."""
     timed = [(r, v) for r, v in ((r, value(r)) for r in records) if v is not None]
     if not timed:
         return ""
-    threads = {r.get("threads") for r, _ in timed}
-    if len(threads) > 1:
-        return ", ".join(f"{v:.{digits}f} ({r.get('threads', '?')} thr.)" for r, v in timed)
-    return fmt_mean_std([v for _, v in timed], digits) + (f" ({threads.pop()} thr.)" if None not in threads else "")
+    conditions = {run_conditions(r) for r, _ in timed}
+    if len(conditions) > 1:
+        return ", ".join(f"{v:.{digits}f} ({run_conditions(r) or '?'})" for r, v in timed)
+    label = conditions.pop()
+    return fmt_mean_std([v for _, v in timed], digits) + (f" ({label})" if label else "")
 
 
 def _train_minutes(record: Dict) -> Optional[float]:
@@ -262,6 +291,8 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
 
     recipe = load_recipe("cpu")
     rec = results["recommended"]
+    same_machine = bool(results["lite1"] and results["bf16"]) and run_conditions(results["lite1"][0]) == run_conditions(results["bf16"][0])
+    lite0_peer = results["bf16"] if same_machine else rec[:1]  # Lite1 against Lite0 trained on the same CPU in the same precision
     lines = [SECTION, "",
              "Made by `python scripts/recommended_study.py --busi_dir ../shared/data/busi` from runs of "
              "`python scripts/train_recommended.py` (recipe: `configs/recipes/recommended_cpu.json`: "
@@ -291,7 +322,7 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
         thresholds = ", ".join(f"{r['presence_threshold']:.3f}" for r in rec if "presence_threshold" in r)
         lines += ["", f"Recommended model, mean over seeds {[r['seed'] for r in rec]}: {verdict}. Presence thresholds "
                   f"chosen on validation: {thresholds}. Commits: {', '.join(sorted({r.get('commit', '?')[:12] for r in rec}))}; "
-                  f"CPU: {rec[0].get('cpu')}; threads per run: {', '.join(str(r.get('threads', '?')) for r in rec)}."]
+                  f"Trained with (threads, CPU, precision): {'; '.join(run_conditions(r) or '?' for r in rec)}."]
     lines += ["", "### Levers (each measured against the same model without it)", ""]
     lines += lever_table([
         ("224 px, presence head + normals, flips (the recipe)", "Table I's EfficientNet-Lite0 row (128 px, 20 epochs, lesion images only)",
@@ -307,7 +338,10 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
          recipe_v3, v2_same_seeds, "+19 % iterations per epoch"),
         ("presence head + normal images in training", "same recipe on lesion images only", rec, results["lesions_only"],
          "FPR is the point; Dice is on lesion images"),
-        ("EfficientNet-Lite1 instead of Lite0", "the recommended model", results["lite1"], rec[:1], "seed 0 each"),
+        ("bf16 autocast in training (`precision auto` on a CPU with native bf16)", "the recommended model in fp32 (an AVX2 CPU)",
+         results["bf16"], rec[:1], "seed 0 each; different CPUs, so min/epoch compare machines as well as precisions"),
+        ("EfficientNet-Lite1 instead of Lite0", "the recommended model trained the same way (same CPU and precision)"
+         if lite0_peer is results["bf16"] else "the recommended model", results["lite1"], lite0_peer, "seed 0 each"),
         ("ensemble of seeds", "the single models of the same recipe", ensemble or v2_ensemble, rec if ensemble else recipe_v2,
          "inference cost x seeds" + ("" if ensemble else "; second recipe's two seeds")),
     ])

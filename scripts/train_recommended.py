@@ -196,6 +196,7 @@ def train_recommended(
     if evaluate_only:
         previous = json.loads((bundle / "result.json").read_text())
         train_seconds, epochs, commit = previous["train_seconds"], previous["epochs"], previous["commit"]
+        trained_on = {k: previous[k] for k in ("cpu", "precision", "threads") if k in previous}  # the training's machine, not this one
         print(f"[train] skipped (evaluate_only): models of commit {commit}", flush=True)
     else:
         training_values = {"seed": seed, **prepare_weights(values.get("backbone", "munet"), data.parent / "weights")}
@@ -205,6 +206,8 @@ def train_recommended(
         train_args = ["run", "training", "--config_file", str(bundle / "configs" / "train.json"), *META,
                       *cli_args({"bundle_root": str(bundle), "dataset_dir": str(data), "datalist": str(datalist),
                                  **training_values}), "--tracking", "mlflow"]
+        trained_on = {"cpu": cpu_capability(), "precision": resolve_precision(values.get("precision", "fp32"), "cpu"),
+                      "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)}
         train_seconds = run_bundle_command(train_args, train_log)
         epochs = len(history(bundle).get("val_dice", [])) or int(values.get("max_epochs", 1))
         commit = git_commit()
@@ -216,7 +219,7 @@ def train_recommended(
     record: Dict = {"profile": profile, "variant": variant, "seed": seed,
                     "recipe": {**values, "model_selection": selection, "normal_repeats": normal_repeats},
                     "commit": commit, "evaluated_by": git_commit(),
-                    "cpu": cpu_capability(), "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1),
+                    **trained_on,
                     "train_seconds": round(train_seconds, 1), "epochs": epochs,
                     "data": relative_to(str(datalist), data.parent), "busi_dir": Path(busi_dir).name}
     if values.get("presence_head"):

@@ -118,9 +118,8 @@ def test_a_none_override_reaches_the_config_through_the_bundle_cli():
     assert parser.get_parsed_content("presence_threshold") is None
 
 
-def test_training_minutes_name_their_threads_and_are_not_averaged_across_thread_counts():
-    """A run on one core while another run held the other is not comparable with a run alone on two:
-    the study's table gives each run's minutes with its threads instead of one mean."""
+def _load_study():
+    """scripts/recommended_study.py as a module (it imports its sibling scripts by name)."""
     import importlib.util
 
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
@@ -130,6 +129,13 @@ def test_training_minutes_name_their_threads_and_are_not_averaged_across_thread_
         spec.loader.exec_module(study)
     finally:
         sys.path.remove(str(REPO_ROOT / "scripts"))
+    return study
+
+
+def test_training_minutes_name_their_threads_and_are_not_averaged_across_thread_counts():
+    """A run on one core while another run held the other is not comparable with a run alone on two:
+    the study's table gives each run's minutes with its threads instead of one mean."""
+    study = _load_study()
     one_core = [{"seed": 0, "train_seconds": 5730.0, "epochs": 25, "threads": 1}, {"seed": 1, "train_seconds": 5892.0, "epochs": 25, "threads": 1}]
     alone = {"seed": 2, "train_seconds": 3720.0, "epochs": 25, "threads": 2}
     same = study.table({"same threads": one_core})[2].split(" | ")
@@ -137,3 +143,38 @@ def test_training_minutes_name_their_threads_and_are_not_averaged_across_thread_
     mixed = study.table({"mixed": one_core + [alone]})[2].split(" | ")
     assert mixed[-2] == "95.5 (1 thr.), 98.2 (1 thr.), 62.0 (2 thr.)"
     assert study.table({"evaluation": [{"seed": "-"}]})[2].split(" | ")[-2] == "(evaluation only)"
+
+
+def test_training_minutes_name_the_cpu_and_precision_and_older_records_resolve_auto():
+    """An fp32 run on an AVX2 CPU and a bf16 run on a CPU with native bf16 are listed apart; a record from
+    before the precision was recorded gets it from its recipe's ``auto`` and its CPU, as training resolved it."""
+    study = _load_study()
+    avx2 = {"seed": 0, "train_seconds": 4296.0, "epochs": 25, "threads": 2,
+            "cpu": {"capability": "AVX2", "native_bf16": False}, "recipe": {"precision": "auto"}}
+    avx512 = {"seed": 0, "train_seconds": 2250.0, "epochs": 25, "threads": 2, "precision": "bf16",
+              "cpu": {"capability": "AVX512", "native_bf16": True}, "recipe": {"precision": "auto"}}
+    assert study.training_precision(avx2) == "fp32" and study.training_precision(avx512) == "bf16"
+    assert study.training_precision({**avx2, "cpu": {"capability": "AVX512", "native_bf16": True}}) == "bf16"
+    assert study.training_precision({"recipe": {"precision": "fp32"}}) is None  # no CPU recorded: unknown
+    row = study.table({"mixed": [avx2, avx512]})[2].split(" | ")
+    assert row[-2] == "71.6 (2 thr., AVX2 fp32), 37.5 (2 thr., AVX512 bf16)"
+    same = study.table({"same": [avx2, {**avx2, "seed": 1, "train_seconds": 4356.0}]})[2].split(" | ")
+    assert same[-2] == "72.1 ± 0.7 (2 thr., AVX2 fp32)"
+
+
+def test_inference_choice_measures_the_presence_decision_it_would_serve():
+    """The presence figures a test-time setting is chosen by: AUC of lesion against normal validation images,
+    and the Youden threshold's recall, specificity and lesion Dice once the gated lesion images score 0."""
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    try:
+        from inference_choice import presence_figures
+    finally:
+        sys.path.remove(str(REPO_ROOT / "scripts"))
+    lesion_probs = [0.9] * 19 + [0.05]  # one lesion image the presence head misses: 95 % recall allows gating it
+    normal_probs = [0.1, 0.4, 0.2]
+    figures = presence_figures(lesion_probs, normal_probs, [0.8] * 20, [True, True, False])
+    assert figures["presence_auc"] == pytest.approx(57 / 60)
+    assert 0.4 < figures["presence_threshold"] < 0.9  # above every normal image, so the missed lesion is gated
+    assert figures["lesion_recall"] == pytest.approx(0.95) and figures["normal_specificity"] == 1.0
+    assert figures["gated_dice"] == pytest.approx(0.8 * 19 / 20) and figures["gated_normal_fpr"] == 0.0
+    assert presence_figures([0.9], [], [0.8], []) == {}  # no normal images: nothing to separate
