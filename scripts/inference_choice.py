@@ -25,7 +25,7 @@ import torch
 from monai.metrics import compute_roc_auc
 
 from bundle.engines.presence_threshold import choose_presence_threshold, gated_outcome
-from study_common import case_metrics
+from study_common import case_metrics, git_commit
 from train_recommended import predict_split
 
 #: setting name -> inference values given to inference.json (flips as the run's bundle says). Each names every
@@ -106,7 +106,9 @@ def main(*runs: str, data_dir: str, output: str = "", settings: Sequence[str] = 
         dice: List[float] = [report[r][name]["dice"] for r in report]
         print(f"mean over {len(dice)} runs | {name}: Dice {np.mean(dice):.3f}", flush=True)
     if output:
-        Path(output).write_text(json.dumps(report, indent=1) + "\n")
+        made_by = {"made_by": f"python scripts/inference_choice.py {' '.join(Path(r).name for r in runs)} --settings {list(settings)} "
+                              f"at commit {git_commit()}", "split": "validation (no presence gate; each run's own datalist)"}
+        Path(output).write_text(json.dumps({**made_by, **report}, indent=1) + "\n")
     return report
 
 
