@@ -351,9 +351,9 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
         lines += ["", "The second recipe (normal training images listed once; its \"no gate\" pass was gated by the served "
                   "threshold, because MONAI's bundle CLI dropped the None override, so its rows show the served gate):", ""]
         lines += threshold_rule_table(recipe_v2)
-    lines += ["", "Speed levers that change no figure (measured by `scripts/benchmark.py`, see docs/benchmarks.md): "
-              "`precision auto` (bf16 only on CPUs with native bf16, fp32 elsewhere) and plain tensors into the network "
-              "instead of MetaTensors."]
+    lines += ["", "Speed levers measured by `scripts/benchmark.py` (docs/benchmarks.md): `precision auto` (bf16 only on CPUs "
+              "with native bf16, fp32 elsewhere; what bf16 training does to the recipe's figures is the bf16 row above) and "
+              "plain tensors into the network instead of MetaTensors (no figure changes)."]
     discussion = Path(docs_dir) / "results" / "recommended_discussion.md"
     if discussion.is_file():
         lines += ["", discussion.read_text().strip()]
