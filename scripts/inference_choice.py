@@ -48,12 +48,12 @@ def validation_figures(run: Path, data_dir: Path, datalist: Path, values: Dict, 
     pred_dir = work / "validation"
     seconds = predict_split(run, data_dir, datalist, "validation", pred_dir, work / "validation.log", presence_threshold=None, **values)
     figures = case_metrics(pred_dir, lesions)
-    figures.pop("cases")
+    cases = figures.pop("cases")
     rows = {Path(r["image"]).name: r for r in csv.DictReader(open(pred_dir / "predictions.csv"))}
     marked = [int(rows[Path(i["image"]).name]["lesion_pixels"]) > 0 for i in normals]
     presence = presence_figures([float(rows[Path(i["image"]).name]["lesion_prob"]) for i in lesions],
                                 [float(rows[Path(i["image"]).name]["lesion_prob"]) for i in normals],
-                                [c["dice"] for c in case_metrics(pred_dir, lesions)["cases"]], marked)
+                                [c["dice"] for c in cases], marked)
     return {**figures, "normal_marked": int(sum(marked)), "normal_images": len(normals), "lesion_images": len(lesions),
             **presence, "infer_seconds": round(seconds, 1)}
 

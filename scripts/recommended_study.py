@@ -132,6 +132,16 @@ class RecommendedStudy:
         return record
 
 
+    def seed_ensemble(self, key: str, records: List[Dict]) -> List[Dict]:
+        """The ensemble row of row ``key``'s trained seeds (one record per seed set, e.g. ``bf16_ensemble_seeds01``);
+        empty with fewer than two seeds or when it is neither cached nor evaluable."""
+        if len(records) < 2:
+            return []
+        run = f"{key}_ensemble_seeds" + "".join(str(r["seed"]) for r in records)
+        record = self.derived(run, [self.out / f"{key}_seed{r['seed']}" for r in records])
+        return [record] if record is not None else []
+
+
 def _commits(records: List[Dict]) -> str:
     """``commit abc1234`` (or ``commits a, b``) of the code that trained ``records``."""
     commits = sorted({str(r.get("commit", "?"))[:7] for r in records})
@@ -276,13 +286,9 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
                             for r, b in zip(results["recommended"], rec_bundles)) if r is not None]
     best_val = [r for r in (study.derived(f"recommended_best_val_seed{r['seed']}", [b], ckpt_path=str(b / "models" / "model_best_val.pt"))
                             for r, b in zip(results["recommended"], rec_bundles)) if r is not None]
-    ensemble_run = "recommended_ensemble_seeds" + "".join(str(r["seed"]) for r in results["recommended"])  # one record per seed set
-    ensemble = [study.derived(ensemble_run, rec_bundles)] if len(rec_bundles) > 1 else []
-    ensemble = [r for r in ensemble if r is not None]
+    ensemble = study.seed_ensemble("recommended", results["recommended"])
     bf16_bundles = [study.out / f"bf16_seed{r['seed']}" for r in results["bf16"]]
-    bf16_ensemble = [study.derived("bf16_ensemble_seeds" + "".join(str(r["seed"]) for r in results["bf16"]), bf16_bundles)] \
-        if len(bf16_bundles) > 1 else []
-    bf16_ensemble = [r for r in bf16_ensemble if r is not None]
+    bf16_ensemble = study.seed_ensemble("bf16", results["bf16"])
     old_lite0 = [json.loads(p.read_text()) for p in sorted((study.records_dir.parent).glob("munet_efficientnet_lite0__imagenet_seed*.json"))]
     def earlier(recipe: str, pattern: str) -> List[Dict]:
         return [json.loads(p.read_text()) for p in sorted((study.records_dir / recipe).glob(pattern))]
