@@ -22,8 +22,8 @@ __all__ = ["SHARED_KEYS", "train_config_path", "training_values"]
 #: values inference.json takes from train.json (evaluate.json inherits them by the merge)
 SHARED_KEYS = (
     "arch", "backbone", "base_channels", "decoder_channels", "fusion", "norm", "head_kernel_size", "presence_head",
-    "presence_threshold", "in_channels", "guidance", "num_classes", "class_names", "image_size", "dicom_frame",
-    "crop_to_us_region", "precision", "channels_last", "inference_scales", "inference_flips",
+    "class_pooling", "presence_threshold", "in_channels", "guidance", "num_classes", "class_names", "image_size",
+    "dicom_frame", "crop_to_us_region", "precision", "channels_last", "inference_scales", "inference_flips",
     "inference_scale_image_heads",
 )
 

@@ -24,6 +24,7 @@ from bundle.networks import (
     UNetBaseline,
     UNetBaselineInference,
     build_network,
+    lesion_pool,
 )
 
 BRANCH_KEYS = ["mask_stride16", "mask_stride8", "mask_stride4", "mask_stride2"]
@@ -379,3 +380,57 @@ def test_pretrained_rgb_stem_summed_for_grayscale(tmp_path) -> None:
     torch.testing.assert_close(loaded["conv1.weight"], saved["conv1.weight"].sum(dim=1, keepdim=True))
     torch.testing.assert_close(loaded["layer4.1.conv2.weight"], saved["layer4.1.conv2.weight"], rtol=0, atol=0)
     torch.testing.assert_close(loaded["bn1.running_var"], saved["bn1.running_var"], rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------- lesion-pooled class head
+
+
+def test_lesion_pool_by_hand() -> None:
+    """Area-pooled mask weights: a lesion covering one C5 cell returns that cell's features."""
+    features = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2)
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[0, :, :4, 4:] = 1.0  # sample 0: the top-right quarter -> cell (0, 1)
+    mask[1, :, :4, :4] = 0.5  # sample 1: the top-left quarter at probability 0.5 -> cell (0, 0)
+    mask[1, :, 4:, 4:] = 0.5  # ... and the bottom-right one -> the mean of cells (0, 0) and (1, 1)
+    pooled = lesion_pool(features, mask)
+    torch.testing.assert_close(pooled[0], features[0, :, 0, 1])
+    torch.testing.assert_close(pooled[1], (features[1, :, 0, 0] + features[1, :, 1, 1]) / 2)
+    assert torch.equal(lesion_pool(features, torch.zeros(2, 1, 8, 8)), torch.zeros(2, 3))  # empty mask -> 0
+
+
+def test_lesion_pooled_class_head_reads_the_lesion_and_keeps_the_mask_out_of_its_gradient() -> None:
+    torch.manual_seed(0)
+    model = MUNet(base_channels=BASE, class_pooling="global+lesion").train()
+    assert model.class_head.linear.in_features == 2 * model.encoder.out_channels[4]
+    x = torch.randn(2, 1, 64, 64, requires_grad=True)
+    out = model(x)
+    assert out["class_logits"].shape == (2, 2)
+    # the class logits depend on the mask only as weights: the class loss reaches no mask head
+    out["class_logits"].sum().backward()
+    for head in model.mask_heads:
+        assert head.conv.weight.grad is None or float(head.conv.weight.grad.abs().sum()) == 0.0
+    assert float(model.encoder.blocks[0][0].conv.weight.grad.norm()) > 0.0
+    # ... and moving the predicted lesion changes the logits (the global head would not see it)
+    head = model.class_head.eval()
+    c5 = torch.randn(1, head.linear.in_features // 2, 2, 2)
+    left, right = torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64)
+    left[..., :32], right[..., 32:] = 1.0, 1.0
+    assert not torch.allclose(head(c5, left), head(c5, right))
+    with pytest.raises(ValueError, match="needs the predicted lesion mask"):
+        head(c5)
+    with pytest.raises(ValueError, match="class_pooling"):
+        MUNet(base_channels=BASE, class_pooling="lesion")
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.*is deprecated:FutureWarning")
+def test_lesion_pooled_class_head_scripts_and_checkpoint_shapes_are_checked(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = build_network("munet", output="mask", base_channels=BASE, class_pooling="global+lesion").eval()
+    x = torch.randn(1, 1, 64, 96)
+    with torch.no_grad():
+        scripted = torch.jit.script(model)
+        torch.testing.assert_close(scripted.forward_dict(x)["class_logits"], model.forward_dict(x)["class_logits"],
+                                   atol=1e-5, rtol=0)
+    # a checkpoint of the paper's head does not load silently into the lesion-pooled one
+    with pytest.raises(RuntimeError, match="class_head.linear.weight"):
+        model.load_state_dict(build_network("munet", output="dict", base_channels=BASE).state_dict())

@@ -27,7 +27,7 @@ __all__ = ["NETWORK_KEYS", "sidecar_path", "write_weights_info", "read_weights_i
 #: config values that must match between training and inference for a weights file
 NETWORK_KEYS = (
     "arch", "backbone", "base_channels", "decoder_channels", "fusion", "norm", "head_kernel_size",
-    "presence_head", "in_channels", "guidance", "num_classes", "class_names", "image_size",
+    "presence_head", "class_pooling", "in_channels", "guidance", "num_classes", "class_names", "image_size",
 )
 
 

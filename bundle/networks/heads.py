@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MaskHead", "ClassificationHead", "PresenceHead"]
+__all__ = ["CLASS_POOLINGS", "MaskHead", "ClassificationHead", "PresenceHead", "lesion_pool"]
+
+#: how the class head pools C5: the paper's global average, or that concatenated with a lesion-weighted average
+CLASS_POOLINGS = ("global", "global+lesion")
 
 
 class MaskHead(nn.Module):
@@ -26,18 +32,53 @@ class MaskHead(nn.Module):
 
 
 class ClassificationHead(nn.Module):
-    """Benign/malignant head on the deepest encoder map: global average pool, dropout, linear."""
+    """Benign/malignant head on the deepest encoder map: pool, dropout, linear.
 
-    def __init__(self, in_channels: int, num_classes: int = 2, dropout: float = 0.2) -> None:
+    Args:
+        in_channels: channels of the pooled map (C5).
+        num_classes: class logits.
+        dropout: dropout before the linear layer.
+        pooling: ``"global"``, the paper's global average pool; or ``"global+lesion"`` (beyond the
+            paper), that average concatenated with the map's average inside the predicted lesion
+            (:func:`lesion_pool`), because the malignancy cues (margins, shape, echo pattern) sit at
+            the lesion while a global average mixes them with the surrounding tissue.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int = 2, dropout: float = 0.2, pooling: str = "global") -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError("num_classes must be at least 1")
+        if pooling not in CLASS_POOLINGS:
+            raise ValueError(f"unknown class_pooling {pooling!r}: choose one of {', '.join(CLASS_POOLINGS)}")
+        self.pooling = pooling
+        self.lesion_pooling = pooling == "global+lesion"
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
-        self.linear = nn.Linear(in_channels, num_classes)
+        self.linear = nn.Linear(in_channels * (2 if self.lesion_pooling else 1), num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.dropout(torch.flatten(self.pool(x), 1)))
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Class logits of the map ``x``; ``mask`` (the fused lesion probabilities, any size) is
+        needed by ``"global+lesion"`` pooling and ignored by ``"global"``."""
+        pooled = torch.flatten(self.pool(x), 1)
+        if self.lesion_pooling:
+            if mask is None:
+                raise ValueError("class_pooling 'global+lesion' needs the predicted lesion mask")
+            pooled = torch.cat([pooled, lesion_pool(x, mask).to(pooled.dtype)], dim=1)
+        return self.linear(self.dropout(pooled))
+
+
+def lesion_pool(features: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Average of ``features`` [B, C, h, w] weighted by ``mask`` [B, 1, H, W] -> [B, C].
+
+    The mask (lesion probabilities) is detached, so the class loss does not reshape the
+    segmentation, and area-pooled to the feature map's size, so a C5 cell weighs by the share of
+    its receptive patch predicted as lesion. Sigmoid probabilities are never exactly zero, so the
+    result is a weighted mean even on a normal image; ``eps`` only guards an all-zero mask (-> 0).
+    Computed in float32: under bf16 autocast the weighted sums would otherwise round.
+    """
+    weights = F.adaptive_avg_pool2d(mask.detach().float(), [features.shape[2], features.shape[3]])
+    weighted = (features.float() * weights).sum(dim=(2, 3))
+    return weighted / weights.sum(dim=(2, 3)).clamp_min(eps)
 
 
 class PresenceHead(nn.Module):

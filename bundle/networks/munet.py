@@ -58,6 +58,8 @@ class MUNet(nn.Module):
         pretrained_sha256: expected sha256 of that file, checked before loading.
         presence_head: add a lesion-presence logit (``lesion_logit``) on C5 (beyond the paper: says
             "no lesion" on normal images, see :class:`PresenceHead`).
+        class_pooling: ``"global"`` (the paper's class head) or ``"global+lesion"``, which also pools
+            C5 inside the fused mask (beyond the paper, see :class:`ClassificationHead`).
 
     ``forward`` returns a dict: the four branch mask logits (``mask_stride16`` ... ``mask_stride2``,
     coarse to fine), ``class_logits`` and the fused probability map ``mask`` at the input size.
@@ -81,6 +83,7 @@ class MUNet(nn.Module):
         pretrained: Optional[str] = None,
         pretrained_sha256: Optional[str] = None,
         presence_head: bool = False,
+        class_pooling: str = "global",
     ) -> None:
         super().__init__()
         check_in_channels(in_channels)
@@ -94,7 +97,7 @@ class MUNet(nn.Module):
         widths = resolve_decoder_channels(decoder_channels, enc_channels, backbone == PAPER_ENCODER)
         self.decoder = MUNetDecoder(enc_channels, widths, blocks_per_stage, norm, upsample_mode, c5_channels)
         self.mask_heads = nn.ModuleList([MaskHead(w, head_kernel_size) for w in widths])
-        self.class_head = ClassificationHead(enc_channels[4], num_classes, dropout)
+        self.class_head = ClassificationHead(enc_channels[4], num_classes, dropout, class_pooling)
         self.fusion = BestMaskFusion(fusion)
         self.presence_head = PresenceHead(enc_channels[4], dropout) if presence_head else None
         self.branch_keys: List[str] = branch_keys([16, 8, 4, 2])
@@ -113,9 +116,10 @@ class MUNet(nn.Module):
             branch = head(stages[i])
             logits.append(branch)
             outputs[self.branch_keys[i]] = branch
+        fused = self.fusion(logits, [x.shape[2], x.shape[3]])
         # literal keys: TorchScript cannot read module constants (they equal CLASS_KEY and MASK_KEY)
-        outputs["class_logits"] = self.class_head(features[4])
+        outputs["class_logits"] = self.class_head(features[4], fused)  # the mask only for lesion pooling
         if self.presence_head is not None:
             outputs["lesion_logit"] = self.presence_head(features[4])  # PRESENCE_KEY
-        outputs["mask"] = self.fusion(logits, [x.shape[2], x.shape[3]])
+        outputs["mask"] = fused
         return outputs
