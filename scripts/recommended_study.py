@@ -19,13 +19,16 @@ trains nothing. Rows:
   epochs of it would take about five hours;
 - ``lite1``: the recipe with ImageNet EfficientNet-Lite1 (a lever);
 - ``bf16``: the recipe trained in bf16, what ``precision auto`` picks on a CPU with native bf16 (a lever;
-  the recommended rows ran on AVX2 CPUs, where it picks fp32), seeds 0 and 1 (``ROW_SEEDS``). Lite1 is
+  the recommended rows ran on AVX2 CPUs, where it picks fp32), seeds 0, 1 and 2 (``ROW_SEEDS``). Lite1 is
   compared with this row's same seeds when they trained on the same CPU in the same precision, else
   with the recommended model's;
+- ``lesion_pooling``: the bf16 recipe with ``class_pooling: global+lesion`` (a lever beyond the paper);
 
 and, from trained bundles without training: the recommended model without test-time flips, with
 its best-validation-score weights (``models/model_best_val.pt``) instead of the last epoch's, the
-ensemble of its seeds, and the ensemble of the bf16 seeds. The presence threshold rules are compared on each run's ungated test pass
+ensemble of its seeds, and every ensemble of two bf16 seeds (what a native-bf16 CPU trains in 90
+minutes), each ensemble with its own presence threshold chosen on validation (the record of seeds
+0+1 served with seed 0's threshold stays as ``bf16_ensemble_seeds01_first_threshold.json``). The presence threshold rules are compared on each run's ungated test pass
 (``threshold_rules`` in its record). Records of earlier recipes stay in ``runs/recommended/recipe_v1``
 (20 epochs, best validation score, lesion-recall threshold), ``recipe_v2`` (25 epochs, last
 epoch, each normal training image listed once) and ``recipe_v3`` (the current training, served at
@@ -34,6 +37,7 @@ one scale), are shown as rows and measure levers.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -43,7 +47,7 @@ import fire
 import numpy as np
 
 from study_common import case_metrics, fmt_mean_std, git_commit, normal_image_findings, relative_to
-from train_recommended import load_recipe, predict_split, prepare_data, train_recommended
+from train_recommended import load_recipe, predict_split, prepare_data, train_recommended, validation_presence_thresholds
 
 #: row key -> (table name, train_recommended arguments)
 ROWS: Dict[str, tuple] = {
@@ -56,6 +60,8 @@ ROWS: Dict[str, tuple] = {
     "lite1": ("MUNet-EfficientNet-Lite1 (ImageNet), same recipe", {"variant": "recommended", "overrides": {"backbone": "efficientnet_lite1"}}),
     "bf16": ("recommended, trained in bf16 (what `precision auto` picks on a CPU with native bf16)",
              {"variant": "recommended", "overrides": {"precision": "bf16"}}),
+    "lesion_pooling": ("recommended in bf16, class head also pooling C5 inside the predicted lesion (`class_pooling: global+lesion`)",
+                       {"variant": "recommended", "overrides": {"precision": "bf16", "class_pooling": "global+lesion"}}),
 }
 #: the report's metric columns: record key -> column title
 COLUMNS = {"dice": "Dice", "sensitivity": "Sen.", "specificity": "Spec.", "accuracy": "Acc.", "auc": "AUC",
@@ -64,7 +70,7 @@ COLUMNS = {"dice": "Dice", "sensitivity": "Sen.", "specificity": "Spec.", "accur
 TARGETS = {"dice": 0.80, "auc": 0.94, "normal_fpr": 0.15}
 SECTION = "## Recommended model"
 #: rows whose seeds differ from ``peer_seeds``: bf16 has two, what a native-bf16 CPU trains in the 90 minutes
-ROW_SEEDS: Dict[str, Sequence[int]] = {"bf16": (0, 1)}
+ROW_SEEDS: Dict[str, Sequence[int]] = {"bf16": (0, 1, 2)}
 
 
 class RecommendedStudy:
@@ -107,8 +113,12 @@ class RecommendedStudy:
         self._record_path(run).write_text(json.dumps(record, indent=1))
         return record
 
-    def derived(self, run: str, bundles: List[Path], **inference: object) -> Optional[Dict]:
-        """An evaluation-only row (no flips, seed ensemble) from trained bundles, cached like the rows."""
+    def derived(self, run: str, bundles: List[Path], presence_on_validation: bool = False, **inference: object) -> Optional[Dict]:
+        """An evaluation-only row (no flips, seed ensemble) from trained bundles, cached like the rows.
+
+        ``presence_on_validation`` chooses the row's own presence threshold on the validation split
+        (Youden, as train_recommended.py does for one model) instead of serving the first bundle's:
+        an ensemble's averaged presence probability is not any member's."""
         record = self._cached(run)
         weights = [b / "models" / "model.pt" for b in bundles] + ([Path(str(inference["ckpt_path"]))] if "ckpt_path" in inference else [])
         if record is not None or self.report_only or not all(w.is_file() for w in weights):
@@ -121,6 +131,13 @@ class RecommendedStudy:
         values = dict(inference)
         if len(bundles) > 1:
             values.update(ensemble_bundles=[str(b) for b in bundles])
+        if presence_on_validation:
+            val_dir = self.out / "derived" / run / "validation"
+            thresholds, record["validation_presence"] = validation_presence_thresholds(
+                first, self.data, datalists["with_normals"], val_dir, val_dir.with_suffix(".log"), **values)
+            values["presence_threshold"] = record["presence_threshold"] = thresholds["youden"]
+            record["presence_threshold_rule"] = {"rule": "youden", "chosen_on": "validation, this row's own predictions"}
+            print(f"[{run}] presence threshold {thresholds['youden']:.4f} chosen on validation", flush=True)
         for split in ("test", "normal_test"):
             pred_dir = self.out / "derived" / run / split
             seconds = predict_split(first, self.data, datalists["lesions_only"], split, pred_dir, pred_dir.with_suffix(".log"), **values)
@@ -131,15 +148,19 @@ class RecommendedStudy:
         self._record_path(run).write_text(json.dumps(record, indent=1))
         return record
 
-
-    def seed_ensemble(self, key: str, records: List[Dict]) -> List[Dict]:
-        """The ensemble row of row ``key``'s trained seeds (one record per seed set, e.g. ``bf16_ensemble_seeds01``);
-        empty with fewer than two seeds or when it is neither cached nor evaluable."""
-        if len(records) < 2:
+    def seed_ensembles(self, key: str, records: List[Dict], members: int) -> List[Dict]:
+        """Ensembles of ``members`` of row ``key``'s trained seeds, one record per set of seeds (e.g.
+        ``bf16_ensemble_seeds01``), each with its presence threshold chosen on validation; sets neither
+        cached nor evaluable are left out, and none with fewer seeds than ``members`` or under two."""
+        if members < 2 or len(records) < members:
             return []
-        run = f"{key}_ensemble_seeds" + "".join(str(r["seed"]) for r in records)
-        record = self.derived(run, [self.out / f"{key}_seed{r['seed']}" for r in records])
-        return [record] if record is not None else []
+        found = []
+        for chosen in itertools.combinations(records, members):
+            run = f"{key}_ensemble_seeds" + "".join(str(r["seed"]) for r in chosen)
+            record = self.derived(run, [self.out / f"{key}_seed{r['seed']}" for r in chosen], presence_on_validation=True)
+            if record is not None:
+                found.append(record)
+        return found
 
 
 def _commits(records: List[Dict]) -> str:
@@ -286,9 +307,11 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
                             for r, b in zip(results["recommended"], rec_bundles)) if r is not None]
     best_val = [r for r in (study.derived(f"recommended_best_val_seed{r['seed']}", [b], ckpt_path=str(b / "models" / "model_best_val.pt"))
                             for r, b in zip(results["recommended"], rec_bundles)) if r is not None]
-    ensemble = study.seed_ensemble("recommended", results["recommended"])
-    bf16_bundles = [study.out / f"bf16_seed{r['seed']}" for r in results["bf16"]]
-    bf16_ensemble = study.seed_ensemble("bf16", results["bf16"])
+    ensemble = study.seed_ensembles("recommended", results["recommended"], members=len(results["recommended"]))
+    bf16_ensemble = study.seed_ensembles("bf16", results["bf16"], members=2)
+    first_threshold = study.records_dir / "bf16_ensemble_seeds01_first_threshold.json"  # served with seed 0's threshold
+    bf16_ensemble_first = [json.loads(first_threshold.read_text())] if first_threshold.is_file() else []
+    bf16_ensemble_01 = [r for r in bf16_ensemble if r.get("name") == "bf16_ensemble_seeds01"]
     old_lite0 = [json.loads(p.read_text()) for p in sorted((study.records_dir.parent).glob("munet_efficientnet_lite0__imagenet_seed*.json"))]
     def earlier(recipe: str, pattern: str) -> List[Dict]:
         return [json.loads(p.read_text()) for p in sorted((study.records_dir / recipe).glob(pattern))]
@@ -325,10 +348,15 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
     named["second recipe (25 epochs, last epoch, normal training images listed once; commit ce67db8)"] = recipe_v2
     named["ensemble of the second recipe's two seeds"] = v2_ensemble
     named["third recipe (the same trained models, single-scale inference; " + _commits(recipe_v3) + ")"] = recipe_v3
-    if len(rec_bundles) > 1:
-        named[f"ensemble of the recommended seeds ({len(rec_bundles)})"] = ensemble
-    if len(bf16_bundles) > 1:
-        named[f"ensemble of the bf16 seeds ({len(bf16_bundles)}): what a CPU with native bf16 trains within 90 minutes"] = bf16_ensemble
+    if ensemble:
+        named[f"ensemble of the recommended seeds ({len(rec_bundles)}; "
+              + ("presence threshold chosen on its validation predictions)" if "validation_presence" in ensemble[0]
+                 else "first seed's presence threshold)")] = ensemble
+    if bf16_ensemble:
+        pairs = ", ".join("+".join(b.replace("bf16_seed", "") for b in r["bundles"]) for r in bf16_ensemble)
+        named[f"ensembles of two bf16 seeds (seeds {pairs}; each with its presence threshold chosen on its validation "
+              "predictions): what a CPU with native bf16 trains within 90 minutes"] = bf16_ensemble
+    named["ensemble of bf16 seeds 0+1 served with seed 0's presence threshold"] = bf16_ensemble_first
     lines += table(named)
     if rec:
         met = {k: float(np.mean([r[k] for r in rec if isinstance(r.get(k), (int, float))])) for k in TARGETS}
@@ -361,7 +389,12 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
          results["bf16"], same_seeds(rec, results["bf16"]), "same seeds; different CPUs, so min/epoch compare machines as well as precisions"),
         ("EfficientNet-Lite1 instead of Lite0", "the recommended model trained the same way (same CPU and precision)"
          if same_machine else "the recommended model", results["lite1"], lite0_peer, "same seeds"),
-        ("ensemble of the two bf16 seeds", "the same bf16 models alone", bf16_ensemble, results["bf16"], "inference cost x 2"),
+        ("class head also pooling C5 inside the predicted lesion (`class_pooling: global+lesion`)",
+         "the bf16 recommended model (same seeds, same CPU and precision)", results["lesion_pooling"],
+         same_seeds(results["bf16"], results["lesion_pooling"]), "beyond the paper; +C5 channels in the linear layer"),
+        ("ensemble of two bf16 seeds (every pair)", "the same bf16 models alone", bf16_ensemble, results["bf16"], "inference cost x 2"),
+        ("ensemble presence threshold chosen on the ensemble's validation predictions", "seed 0's threshold, same two models",
+         bf16_ensemble_01, bf16_ensemble_first, "inference only"),
         ("ensemble of seeds", "the single models of the same recipe", ensemble or v2_ensemble, rec if ensemble else recipe_v2,
          "inference cost x seeds" + ("" if ensemble else "; second recipe's two seeds")),
     ])

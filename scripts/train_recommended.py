@@ -34,7 +34,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import fire
 import numpy as np
@@ -131,6 +131,29 @@ def _presence_probs(pred_dir: Path, items: List[Dict]) -> List[float]:
     return [float(rows[Path(item["image"]).name]["lesion_prob"]) for item in items]
 
 
+def validation_presence_thresholds(bundle: Path, data: Path, datalist: Path, out: Path, log: Path,
+                                   threshold_rule: str = "youden", min_lesion_recall: float = 0.95,
+                                   **values) -> Tuple[Dict[str, float], Dict]:
+    """Each rule's presence threshold, chosen on the validation split of ``datalist`` (lesion and normal
+    images) predicted without the gate by the bundle's inference.json plus ``values`` (for example
+    ``ensemble_bundles``: an ensemble averages the members' presence probabilities, so its threshold is
+    chosen on that average, not taken from a member). Returns the thresholds and a summary of the
+    validation figures at ``threshold_rule``'s threshold."""
+    content = json.loads(datalist.read_text())
+    predict_split(bundle, data, datalist, "validation", out, log, **{**values, "presence_threshold": None})
+    lesion_items = [i for i in content["validation"] if "class" in i]
+    normal_items = [i for i in content["validation"] if "class" not in i]
+    lesion_p, normal_p = _presence_probs(out, lesion_items), _presence_probs(out, normal_items)
+    thresholds = {rule: choose_presence_threshold(lesion_p, normal_p, rule, min_lesion_recall) for rule in THRESHOLD_RULES}
+    threshold = thresholds[threshold_rule]
+    summary = {
+        "lesion_images": len(lesion_p), "normal_images": len(normal_p),
+        "lesion_recall": float(np.mean([p >= threshold for p in lesion_p])) if lesion_p else None,
+        "normal_specificity": float(np.mean([p < threshold for p in normal_p])) if normal_p else None,
+        "lesion_probs": [round(p, 6) for p in lesion_p], "normal_probs": [round(p, 6) for p in normal_p]}
+    return thresholds, summary
+
+
 def compare_threshold_rules(bundle: Path, data: Path, lesions_datalist: Path, content: Dict, thresholds: Dict[str, float],
                             busi_dir: Path) -> Dict[str, Dict]:
     """Test Dice and normal-image FPR for each rule's threshold (and no gate), from one ungated pass.
@@ -223,20 +246,12 @@ def train_recommended(
                     "train_seconds": round(train_seconds, 1), "epochs": epochs,
                     "data": relative_to(str(datalist), data.parent), "busi_dir": Path(busi_dir).name}
     if values.get("presence_head"):
-        val_dir = bundle / "eval" / "validation_presence"
-        predict_split(bundle, data, datalist, "validation", val_dir, logs / "validation_presence.log", presence_threshold=None)
-        lesion_items = [i for i in content["validation"] if "class" in i]
-        normal_items = [i for i in content["validation"] if "class" not in i]
-        lesion_p, normal_p = _presence_probs(val_dir, lesion_items), _presence_probs(val_dir, normal_items)
-        thresholds = {rule: choose_presence_threshold(lesion_p, normal_p, rule, min_lesion_recall) for rule in THRESHOLD_RULES}
+        thresholds, record["validation_presence"] = validation_presence_thresholds(
+            bundle, data, datalist, bundle / "eval" / "validation_presence", logs / "validation_presence.log",
+            threshold_rule, min_lesion_recall)
         threshold = thresholds[threshold_rule]
         record["presence_threshold"] = threshold
         record["presence_threshold_rule"] = {"rule": threshold_rule, "min_lesion_recall": min_lesion_recall}
-        record["validation_presence"] = {
-            "lesion_images": len(lesion_p), "normal_images": len(normal_p),
-            "lesion_recall": float(np.mean([p >= threshold for p in lesion_p])) if lesion_p else None,
-            "normal_specificity": float(np.mean([p < threshold for p in normal_p])) if normal_p else None,
-            "lesion_probs": [round(p, 6) for p in lesion_p], "normal_probs": [round(p, 6) for p in normal_p]}
         write_bundle_configs(bundle, {**network_values, "presence_threshold": threshold})
         print(f"[presence] threshold {threshold:.4f} ({threshold_rule}) on validation: {record['validation_presence']}", flush=True)
         if content.get("test") and content.get("normal_test"):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import importlib
 import os
+import shutil
 import subprocess
 import sys
 
@@ -17,6 +19,14 @@ from monai.bundle import ConfigParser
 from bundle_helpers import REPO_ROOT
 
 BUSI = REPO_ROOT.parent / "shared" / "data" / "busi"
+
+
+def _script_module(name: str):
+    """A module of scripts/ (they import each other by bare name, so scripts/ goes on sys.path)."""
+    scripts = str(REPO_ROOT / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    return importlib.import_module(name)
 
 
 def served_values(bundle_root, *keys):
@@ -98,6 +108,17 @@ def test_recipe_trains_a_bundle_with_a_presence_threshold_and_reports_it(tmp_pat
     report = (docs / "results.md").read_text()
     assert "## Recommended model" in report and "**recommended**" in report and "not run yet" in report
     assert (docs / "results" / "runs" / "recommended" / "recommended_seed0.json").is_file()
+    # an ensemble chooses its own presence threshold on the validation split, from its averaged presence:
+    # the model ensembled with a copy of itself averages to its own probabilities, so it chooses the model's threshold
+    shutil.copytree(target, target.parent / "recommended_seed1")
+    study_module = _script_module("recommended_study")
+    ensembles = study_module.RecommendedStudy(str(BUSI), str(tmp_path / "study"), str(docs), limit_per_split=10)
+    [ensemble] = ensembles.seed_ensembles("recommended", [{"seed": 0}, {"seed": 1}], members=2)
+    assert ensemble["bundles"] == ["recommended_seed0", "recommended_seed1"]
+    assert ensemble["presence_threshold"] == pytest.approx(rules["youden"]["threshold"], abs=1e-6)
+    normal_rows = list(csv.DictReader(open(tmp_path / "study" / "recommended" / "derived" / ensemble["name"] / "normal_test" / "predictions.csv")))
+    assert normal_rows and all((float(r["lesion_prob"]) < ensemble["presence_threshold"]) <= (int(r["lesion_pixels"]) == 0)
+                               for r in normal_rows)
 
 
 def test_a_none_override_reaches_the_config_through_the_bundle_cli():
