@@ -119,6 +119,21 @@ def test_recipe_trains_a_bundle_with_a_presence_threshold_and_reports_it(tmp_pat
     normal_rows = list(csv.DictReader(open(tmp_path / "study" / "recommended" / "derived" / ensemble["name"] / "normal_test" / "predictions.csv")))
     assert normal_rows and all((float(r["lesion_prob"]) < ensemble["presence_threshold"]) <= (int(r["lesion_pixels"]) == 0)
                                for r in normal_rows)
+    # the same choice from the command users run, which prints how to serve the ensemble with it
+    data = tmp_path / "study" / "recommended" / "data"
+    members = [str(target), str(target.parent / "recommended_seed1")]
+    chosen = subprocess.run([sys.executable, "scripts/ensemble_threshold.py", "--bundles", json.dumps(members),
+                             "--dataset_dir", str(data), "--datalist", str(data / "datalist_with_normals.json"),
+                             "--output_dir", str(tmp_path / "ensemble")], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert chosen.returncode == 0, chosen.stdout[-3000:] + chosen.stderr[-3000:]
+    written = json.loads((tmp_path / "ensemble" / "ensemble_threshold.json").read_text())
+    assert written["presence_threshold"] == pytest.approx(ensemble["presence_threshold"], abs=1e-6)
+    assert f"--presence_threshold {written['presence_threshold']:.6f}" in chosen.stdout and "--ensemble_bundles" in chosen.stdout
+    lonely = subprocess.run([sys.executable, "scripts/ensemble_threshold.py", "--bundles", json.dumps(members[:1]),
+                             "--dataset_dir", str(data), "--datalist", str(data / "datalist_with_normals.json")],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert lonely.returncode != 0 and "at least two bundles" in lonely.stderr
 
 
 def test_a_none_override_reaches_the_config_through_the_bundle_cli():
