@@ -22,9 +22,26 @@ from bundle.runner import REPO_ROOT as REPO
 from bundle.shared_values import SHARED_KEYS
 
 __all__ = ["META", "fmt_mean_std", "cli_args", "case_metrics", "normal_image_findings", "slug", "history", "write_bundle_configs",
-           "git_commit", "relative_to"]
+           "git_commit", "relative_to", "require_one_checkout"]
 
 META = ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf"]
+
+
+def require_one_checkout(scripts_root: Path = Path(__file__).resolve().parents[1], bundle_root: Path = REPO) -> None:
+    """Refuse to run these scripts against another checkout's ``bundle`` package.
+
+    The package is installed editable (``pip install -e .``), so scripts run from a second checkout
+    (a ``git worktree`` snapshot of a long study) import the first checkout's ``bundle``, train with
+    its code and configs, and record its commit: a run record naming code that did not train it.
+    Found on 2026-12-03, when records of runs started from a worktree named the main checkout's
+    later commit. ``PYTHONPATH=<checkout>`` makes the snapshot import its own package.
+    """
+    if Path(scripts_root).resolve() != Path(bundle_root).resolve():
+        raise ImportError(f"scripts of {scripts_root} import the bundle package installed from {bundle_root}; "
+                          f"run them with PYTHONPATH={scripts_root} so that runs and their records use this checkout's code")
+
+
+require_one_checkout()
 
 
 def cli_args(values: Dict) -> List[str]:

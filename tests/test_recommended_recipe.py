@@ -136,6 +136,15 @@ def test_recipe_trains_a_bundle_with_a_presence_threshold_and_reports_it(tmp_pat
     assert lonely.returncode != 0 and "at least two bundles" in lonely.stderr
 
 
+def test_scripts_of_another_checkout_refuse_to_run_this_checkouts_bundle(tmp_path):
+    """A snapshot checkout's scripts would import the editable install's bundle package and record a commit that
+    did not train the run: they stop at import, naming the fix."""
+    shutil.copytree(REPO_ROOT / "scripts", tmp_path / "snapshot" / "scripts")
+    ran = subprocess.run([sys.executable, str(tmp_path / "snapshot" / "scripts" / "train_recommended.py"), "--help"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, "PAGER": "cat"})
+    assert ran.returncode != 0 and f"PYTHONPATH={tmp_path / 'snapshot'}" in ran.stderr and "import the bundle package installed from" in ran.stderr
+
+
 def test_a_none_override_reaches_the_config_through_the_bundle_cli():
     """The study scripts switch the presence gate off with ``presence_threshold=None``; MONAI's bundle
     CLI drops None-valued overrides, so the scripts must write it as the expression ``$None``."""
