@@ -422,6 +422,19 @@ def test_lesion_pooled_class_head_reads_the_lesion_and_keeps_the_mask_out_of_its
         MUNet(base_channels=BASE, class_pooling="lesion")
 
 
+def test_global_class_head_ignores_the_mask_and_the_unet_refuses_lesion_pooling() -> None:
+    """The paper's head (the default) is unchanged by the option: same weights, same logits with or without a mask."""
+    torch.manual_seed(0)
+    head = MUNet(base_channels=BASE).class_head.eval()
+    c5 = torch.randn(2, head.linear.in_features, 2, 3)
+    expected = head.linear(c5.mean(dim=(2, 3)))
+    torch.testing.assert_close(head(c5), expected)
+    torch.testing.assert_close(head(c5, torch.rand(2, 1, 64, 96)), expected)
+    with pytest.raises(ValueError, match="MUNet option"):
+        build_network("unet", base_channels=BASE, class_pooling="global+lesion")
+    assert build_network("unet", base_channels=BASE, class_pooling="global") is not None
+
+
 @pytest.mark.filterwarnings("ignore:.*torch.jit.*is deprecated:FutureWarning")
 def test_lesion_pooled_class_head_scripts_and_checkpoint_shapes_are_checked(tmp_path) -> None:
     torch.manual_seed(0)

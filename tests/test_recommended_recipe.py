@@ -136,6 +136,32 @@ def test_recipe_trains_a_bundle_with_a_presence_threshold_and_reports_it(tmp_pat
     assert lonely.returncode != 0 and "at least two bundles" in lonely.stderr
 
 
+def test_ensemble_threshold_refuses_members_without_presence_head_and_validation_without_normals(tmp_path):
+    module = _script_module("ensemble_threshold")
+    train = json.loads((REPO_ROOT / "configs" / "train.json").read_text())
+    members = []
+    for name, presence in (("a", True), ("b", False)):
+        (tmp_path / name / "configs").mkdir(parents=True)
+        (tmp_path / name / "models").mkdir()
+        (tmp_path / name / "configs" / "train.json").write_text(json.dumps({**train, "presence_head": presence}))
+        shutil.copy(REPO_ROOT / "configs" / "inference.json", tmp_path / name / "configs" / "inference.json")
+        (tmp_path / name / "models" / "model.pt").write_bytes(b"not read before the checks")
+        members.append(str(tmp_path / name))
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"validation": [{"image": "a.png", "label": "a_mask.png", "class": 0},
+                                                   {"image": "n.png", "label": "n_mask.png"}]}))
+    with pytest.raises(ValueError, match=f"{tmp_path / 'b'} has no lesion-presence head"):
+        module.ensemble_threshold(members, str(tmp_path), str(datalist))
+    lesions_only = tmp_path / "lesions_only.json"
+    lesions_only.write_text(json.dumps({"validation": [{"image": "a.png", "label": "a_mask.png", "class": 0}]}))
+    with pytest.raises(ValueError, match="needs lesion images and normal images.*1 lesion and 0 normal"):
+        module.ensemble_threshold([members[0], members[0]], str(tmp_path), str(lesions_only))
+    with pytest.raises(ValueError, match="2 bundles but 3 weights"):
+        module.ensemble_threshold([members[0], members[0]], str(tmp_path), str(datalist), weights=[1, 1, 1])
+    with pytest.raises(ValueError, match="at least two bundles"):
+        module.ensemble_threshold(members[0], str(tmp_path), str(datalist))  # one path, not its characters
+
+
 def test_scripts_of_another_checkout_refuse_to_run_this_checkouts_bundle(tmp_path):
     """A snapshot checkout's scripts would import the editable install's bundle package and record a commit that
     did not train the run: they stop at import, naming the fix."""

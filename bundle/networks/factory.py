@@ -23,13 +23,18 @@ def build_network(arch: str = "munet", output: str = "dict", **kwargs: Any) -> n
     """Build ``arch`` ("munet" or "unet") returning a dict (``output="dict"``) or the mask (``"mask"``).
 
     MUNet-only arguments (backbone, fusion, decoder_channels, ...) are ignored for the U-Net
-    baseline, so one config can switch architecture with a single value.
+    baseline, so one config can switch architecture with a single value; a lesion-pooled class head
+    (``class_pooling`` other than ``"global"``) raises instead, because it would be recorded with the
+    weights without being built.
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
     if output not in ("dict", "mask"):
         raise ValueError(f"output must be 'dict' or 'mask', got {output!r}")
     cls = ARCHITECTURES[arch][0 if output == "dict" else 1]
+    if arch == "unet" and kwargs.get("class_pooling", "global") != "global":
+        raise ValueError(f"class_pooling {kwargs['class_pooling']!r} is a MUNet option (it pools inside MUNet's fused mask); "
+                         "the U-Net baseline has the paper's global class head: use class_pooling 'global' with arch 'unet'")
     if arch == "unet":
         kwargs = {k: v for k, v in kwargs.items() if k in _UNET_ARGS}
     return cls(**kwargs)

@@ -67,13 +67,14 @@ class ClassificationHead(nn.Module):
         return self.linear(self.dropout(pooled))
 
 
-def lesion_pool(features: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def lesion_pool(features: torch.Tensor, mask: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Average of ``features`` [B, C, h, w] weighted by ``mask`` [B, 1, H, W] -> [B, C].
 
     The mask (lesion probabilities) is detached, so the class loss does not reshape the
     segmentation, and area-pooled to the feature map's size, so a C5 cell weighs by the share of
     its receptive patch predicted as lesion. Sigmoid probabilities are never exactly zero, so the
-    result is a weighted mean even on a normal image; ``eps`` only guards an all-zero mask (-> 0).
+    result is a weighted mean even on a normal image; ``eps`` (1e-12, far below the summed
+    probabilities of any mask a sigmoid gives in float32) only guards an all-zero mask (-> 0).
     Computed in float32: under bf16 autocast the weighted sums would otherwise round.
     """
     weights = F.adaptive_avg_pool2d(mask.detach().float(), [features.shape[2], features.shape[3]])
