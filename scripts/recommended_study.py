@@ -392,8 +392,8 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
         ("class head also pooling C5 inside the predicted lesion (`class_pooling: global+lesion`)",
          "the bf16 recommended model (same seeds, same CPU kind and precision)", results["lesion_pooling"],
          same_seeds(results["bf16"], results["lesion_pooling"]),
-         "beyond the paper; min/epoch compare hosts too: bf16 seeds 0-1 ran on a host about 30 % slower than seed 2 "
-         "and this row (results/recommended_discussion.md)"),
+         "beyond the paper; min/epoch compare sessions too: bf16 seeds 0-1 trained about 30 % slower, in an earlier "
+         "session, than seed 2 and this row (results/recommended_discussion.md)"),
         ("ensemble of two bf16 seeds (every pair)", "the same bf16 models alone", bf16_ensemble, results["bf16"], "inference cost x 2"),
         ("ensemble presence threshold chosen on the ensemble's validation predictions", "seed 0's threshold, same two models",
          bf16_ensemble_01, bf16_ensemble_first, "inference only"),
