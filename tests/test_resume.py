@@ -71,6 +71,24 @@ class _Unpicklable:
         raise RuntimeError("simulated crash while writing")
 
 
+def test_a_fixed_name_saver_removes_the_temp_files_of_a_killed_save_and_only_those(tmp_path):
+    """A SIGKILL during ``torch.save`` leaves ``.checkpoint_last.pt.<random>.tmp`` (no cleanup runs in a killed
+    process); the resumed run's saver deletes it, and leaves other files alone."""
+    from bundle.engines.checkpoint import AtomicDiskSaver
+
+    stale = tmp_path / ".checkpoint_last.pt.k1ll3d00.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    others = [tmp_path / ".model.pt.k1ll3d00.tmp", tmp_path / "checkpoint_last.pt.notes.tmp", tmp_path / "checkpoint_last.pt"]
+    for other in others:
+        other.write_bytes(b"keep")
+    saver = AtomicDiskSaver(str(tmp_path), "checkpoint_last.pt")
+    assert not stale.exists() and all(other.read_bytes() == b"keep" for other in others)
+    saver({"epoch": 3}, "ignored.pt")
+    assert torch.load(tmp_path / "checkpoint_last.pt", weights_only=True) == {"epoch": 3}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".model.pt.k1ll3d00.tmp", "checkpoint_last.pt.notes.tmp",
+                                                                 "checkpoint_last.pt"])
+
+
 def test_atomic_save_keeps_the_old_checkpoint_when_a_write_fails(tmp_path):
     import pytest
 

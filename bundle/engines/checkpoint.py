@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, List, Mapping, Optional
 
 import torch
 from ignite.handlers import DiskSaver
 from monai.handlers import CheckpointSaver
 
-__all__ = ["AtomicDiskSaver", "AtomicCheckpointSaver", "atomic_torch_save"]
+__all__ = ["AtomicDiskSaver", "AtomicCheckpointSaver", "atomic_torch_save", "remove_stale_temp_files"]
+
+logger = logging.getLogger("munet")
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -39,17 +43,31 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         raise
 
 
+def remove_stale_temp_files(directory: str | Path, filename: str) -> List[Path]:
+    """Delete the temp files :func:`atomic_torch_save` left beside ``<directory>/<filename>`` when a
+    process was killed mid-save (SIGKILL, OOM killer, a node lost): no ``except`` runs then, and each
+    one is a whole checkpoint that a resumed run would otherwise keep forever. Returns what it removed."""
+    removed = sorted(Path(directory).glob(f".{glob.escape(filename)}.*.tmp"))
+    for stale in removed:
+        stale.unlink(missing_ok=True)
+    return removed
+
+
 class AtomicDiskSaver(DiskSaver):
     """An Ignite save handler writing through :func:`atomic_torch_save`, optionally to a fixed name.
 
     With a fixed filename ``remove`` does nothing: Ignite removes the old checkpoint before writing
     the new one, which with one fixed name would leave a moment with no checkpoint at all; the
-    atomic replace overwrites it instead.
+    atomic replace overwrites it instead. A fixed-name saver also deletes, when built, the temp
+    files that a killed earlier save of that name left (:func:`remove_stale_temp_files`).
     """
 
     def __init__(self, dirname: str, filename: Optional[str] = None) -> None:
         super().__init__(dirname=dirname, require_empty=False, atomic=False, create_dir=True)
         self.filename = filename
+        if filename is not None:
+            for stale in remove_stale_temp_files(dirname, filename):
+                logger.info("removed %s, left by a save that was killed before it finished", stale)
 
     def __call__(self, checkpoint: Mapping, filename: str, metadata: Optional[Mapping] = None) -> None:
         atomic_torch_save(checkpoint, Path(self.dirname) / (self.filename or filename))
