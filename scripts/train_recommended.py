@@ -97,6 +97,19 @@ def prepare_weights(backbone: str, weights_dir: Path) -> Dict[str, str]:
     return {"pretrained": str(path), "pretrained_sha256": digest}
 
 
+def training_machine(precision: str) -> Dict:
+    """What the bundle trains on here: the CPU's capability, the GPU's name when ``train.json``'s
+    ``device`` (cuda when present) is a GPU, the precision ``precision`` resolves to there, threads."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    machine = {"cpu": cpu_capability(), "precision": resolve_precision(precision, device),
+               "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)}
+    if device == "cuda":
+        machine["gpu"] = torch.cuda.get_device_name()
+    return machine
+
+
 def keep_last_epoch_weights(models_dir: Path, model_filename: str = "model.pt",
                             last_checkpoint: str = "checkpoint_last.pt") -> Path:
     """Serve the last epoch's weights: ``model.pt`` <- the ``model`` entry of ``checkpoint_last.pt``.
@@ -187,6 +200,7 @@ def train_recommended(
     limit_per_split: Optional[int] = None,
     data_dir: Optional[str] = None,
     evaluate_only: bool = False,
+    tracking: str = "mlflow",
 ) -> Dict:
     """Train, choose the presence threshold, evaluate; returns the run record (also ``<output_dir>/result.json``).
 
@@ -194,7 +208,11 @@ def train_recommended(
     ``data_dir`` shares one BUSI conversion between runs (default ``<output_dir>/data``).
     ``evaluate_only`` keeps a finished run's models and training figures and redoes steps 5-6
     (for example with another ``threshold_rule``).
+    ``tracking``: ``mlflow`` (the default; a local store under the bundle folder unless
+    ``tracking_uri`` is in ``overrides``) or ``none`` (no MLflow, for a machine without it).
     """
+    if tracking not in ("mlflow", "none"):
+        raise ValueError(f"unknown tracking {tracking!r}: choose mlflow or none")
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}")
     if threshold_rule not in THRESHOLD_RULES:
@@ -213,13 +231,14 @@ def train_recommended(
     datalist = datalists["lesions_only" if variant == "lesions_only" else "with_normals"]
     network_values = dict(values)
     print(f"[recipe] {profile}/{variant} seed {seed}: {json.dumps(values)}", flush=True)
-    print(f"[recipe] cpu {cpu_capability()}, precision {values.get('precision', 'fp32')} -> "
-          f"{resolve_precision(values.get('precision', 'fp32'), 'cpu')} on cpu", flush=True)
+    machine = training_machine(values.get("precision", "fp32"))
+    print(f"[recipe] {machine.get('gpu') or 'cpu ' + str(machine['cpu'])}, precision {values.get('precision', 'fp32')} -> "
+          f"{machine['precision']}", flush=True)
 
     if evaluate_only:
         previous = json.loads((bundle / "result.json").read_text())
         train_seconds, epochs, commit = previous["train_seconds"], previous["epochs"], previous["commit"]
-        trained_on = {k: previous[k] for k in ("cpu", "precision", "threads") if k in previous}  # the training's machine, not this one
+        trained_on = {k: previous[k] for k in ("cpu", "gpu", "precision", "threads") if k in previous}  # the training's machine, not this one
         print(f"[train] skipped (evaluate_only): models of commit {commit}", flush=True)
     else:
         training_values = {"seed": seed, **prepare_weights(values.get("backbone", "munet"), data.parent / "weights")}
@@ -228,9 +247,8 @@ def train_recommended(
         print(f"[train] {values.get('max_epochs')} epochs, log {train_log}", flush=True)
         train_args = ["run", "training", "--config_file", str(bundle / "configs" / "train.json"), *META,
                       *cli_args({"bundle_root": str(bundle), "dataset_dir": str(data), "datalist": str(datalist),
-                                 **training_values}), "--tracking", "mlflow"]
-        trained_on = {"cpu": cpu_capability(), "precision": resolve_precision(values.get("precision", "fp32"), "cpu"),
-                      "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)}
+                                 **training_values})] + (["--tracking", "mlflow"] if tracking == "mlflow" else [])
+        trained_on = training_machine(values.get("precision", "fp32"))
         train_seconds = run_bundle_command(train_args, train_log)
         epochs = len(history(bundle).get("val_dice", [])) or int(values.get("max_epochs", 1))
         commit = git_commit()
@@ -283,7 +301,7 @@ def train_recommended(
 def main(busi_dir: str, output_dir: str = "runs/recommended", profile: str = "cpu", seed: int = 0,
          variant: str = "recommended", overrides: Optional[Dict] = None, threshold_rule: str = "youden",
          min_lesion_recall: float = 0.95, limit_per_split: Optional[int] = None, clean: bool = False,
-         data_dir: Optional[str] = None, evaluate_only: bool = False) -> None:
+         data_dir: Optional[str] = None, evaluate_only: bool = False, tracking: str = "mlflow") -> None:
     """Train the recommended model into ``output_dir`` (a bundle folder) and print its test figures.
 
     ``clean`` removes an earlier run in ``output_dir`` first (its models, logs and evaluation);
@@ -301,7 +319,7 @@ def main(busi_dir: str, output_dir: str = "runs/recommended", profile: str = "cp
             shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
     start = time.perf_counter()
     train_recommended(busi_dir, output_dir, profile, seed, variant, overrides, threshold_rule, min_lesion_recall,
-                      limit_per_split, data_dir, evaluate_only)
+                      limit_per_split, data_dir, evaluate_only, tracking)
     print(f"[done] {(time.perf_counter() - start) / 60:.1f} min in all", flush=True)
 
 
