@@ -194,7 +194,10 @@ def training_precision(record: Dict) -> Optional[str]:
 
 def run_conditions(record: Dict) -> str:
     """What a run's minutes depend on besides the model: threads, CPU kernel level and training precision
-    (e.g. ``1 thr., AVX2 fp32``); empty when the record names none of them."""
+    (e.g. ``1 thr., AVX2 fp32``), or the GPU and precision for a run trained on one (``NVIDIA H200 bf16``);
+    empty when the record names none of them."""
+    if record.get("gpu"):
+        return " ".join(x for x in (str(record["gpu"]), training_precision(record)) if x)
     cpu = record.get("cpu") if isinstance(record.get("cpu"), dict) else {}
     parts = [f"{record['threads']} thr." if "threads" in record else "",
              " ".join(x for x in (cpu.get("capability"), training_precision(record)) if x)]

@@ -231,6 +231,19 @@ def test_training_minutes_name_the_cpu_and_precision_and_older_records_resolve_a
     assert row[-2] == "71.6 (2 thr., AVX2 fp32), 37.5 (2 thr., AVX512 bf16)"
     same = study.table({"same": [avx2, {**avx2, "seed": 1, "train_seconds": 4356.0}]})[2].split(" | ")
     assert same[-2] == "72.1 ± 0.7 (2 thr., AVX2 fp32)"
+    # a run trained on a GPU names the GPU, not the host CPU's threads and kernel level
+    gpu = {**avx512, "gpu": "NVIDIA H200", "threads": 16}
+    assert study.run_conditions(gpu) == "NVIDIA H200 bf16"
+
+
+def test_recipe_refuses_unknown_tracking_and_names_the_machine_it_trains_on(tmp_path):
+    module = _script_module("train_recommended")
+    with pytest.raises(ValueError, match="unknown tracking 'wandb'"):
+        module.train_recommended(str(BUSI), str(tmp_path / "run"), tracking="wandb")
+    assert not (tmp_path / "run").exists()  # refused before any work
+    machine = module.training_machine("auto")
+    assert machine["precision"] == module.resolve_precision("auto", "cuda" if torch.cuda.is_available() else "cpu")
+    assert ("gpu" in machine) == torch.cuda.is_available() and set(machine) >= {"cpu", "precision", "threads"}
 
 
 def test_inference_choice_measures_the_presence_decision_it_would_serve():
