@@ -314,6 +314,7 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
                             for r, b in zip(results["recommended"], rec_bundles)) if r is not None]
     ensemble = study.seed_ensembles("recommended", results["recommended"], members=len(results["recommended"]))
     bf16_ensemble = study.seed_ensembles("bf16", results["bf16"], members=2)
+    long_ensemble = study.seed_ensembles("bf16_long", results["bf16_long"], members=2)
     first_threshold = study.records_dir / "bf16_ensemble_seeds01_first_threshold.json"  # served with seed 0's threshold
     bf16_ensemble_first = [json.loads(first_threshold.read_text())] if first_threshold.is_file() else []
     bf16_ensemble_01 = [r for r in bf16_ensemble if r.get("name") == "bf16_ensemble_seeds01"]
@@ -362,6 +363,8 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
         named[f"ensembles of two bf16 seeds (seeds {pairs}; each with its presence threshold chosen on its validation "
               "predictions): what a CPU with native bf16 trains within 90 minutes"] = bf16_ensemble
     named["ensemble of bf16 seeds 0+1 served with seed 0's presence threshold"] = bf16_ensemble_first
+    if long_ensemble:
+        named["ensemble of the two 40-epoch bf16 seeds (presence threshold chosen on its validation predictions)"] = long_ensemble
     lines += table(named)
     if rec:
         met = {k: float(np.mean([r[k] for r in rec if isinstance(r.get(k), (int, float))])) for k in TARGETS}
@@ -399,6 +402,11 @@ def main(busi_dir: str, output_dir: str = "runs/results", docs_dir: str = "docs"
          same_seeds(results["bf16"], results["lesion_pooling"]),
          "beyond the paper; min/epoch compare sessions too: bf16 seeds 0-1 trained about 30 % slower, in an earlier "
          "session, than seed 2 and this row (results/recommended_discussion.md)"),
+        ("40-epoch cosine schedule instead of 25", "the bf16 recommended model (25 epochs; same seeds, same CPU kind and precision)",
+         results["bf16_long"], same_seeds(results["bf16"], results["bf16_long"]),
+         "+60 % epochs; min/epoch compare sessions too (bf16 seeds 0-1 of 25 epochs trained in an earlier, slower session)"),
+        ("ensemble of the two 40-epoch bf16 seeds", "the same 40-epoch models alone", long_ensemble, results["bf16_long"],
+         "inference cost x 2"),
         ("ensemble of two bf16 seeds (every pair)", "the same bf16 models alone", bf16_ensemble, results["bf16"], "inference cost x 2"),
         ("ensemble presence threshold chosen on the ensemble's validation predictions", "seed 0's threshold, same two models",
          bf16_ensemble_01, bf16_ensemble_first, "inference only"),
