@@ -27,6 +27,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import fire
 
 
+def _sizes(value) -> list:
+    """``"256,384"`` (or the tuple fire makes of it) -> ``[256, 384]``."""
+    return [int(s) for s in (value if isinstance(value, (list, tuple)) else str(value).split(","))]
+
+
 def passes(backbone: str, batch: int, sizes: Sequence[int], cudnn_benchmark: bool, repeats: int = 2) -> Dict:
     """Seconds of each pass over all (height, width) pairs of ``sizes``, in this process."""
     import torch
@@ -64,7 +69,7 @@ def passes(backbone: str, batch: int, sizes: Sequence[int], cudnn_benchmark: boo
 
 def main(backbone: str = "efficientnet_lite2", batch: int = 32, sizes: str = "256,384,512,640", output: str = "") -> None:
     """Both settings, each in its own process; prints a table (and writes it to ``output``)."""
-    size_list = [int(s) for s in (sizes if isinstance(sizes, (list, tuple)) else str(sizes).split(","))]
+    size_list = _sizes(sizes)
     rows = {}
     for setting in (True, False):
         args = [sys.executable, __file__, "_child", "--backbone", backbone, "--batch", str(batch),
@@ -90,7 +95,7 @@ def main(backbone: str = "efficientnet_lite2", batch: int = 32, sizes: str = "25
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_child":
         fire.Fire(lambda backbone, batch, sizes, cudnn_benchmark: print(json.dumps(passes(
-            backbone, int(batch), [int(s) for s in (sizes if isinstance(sizes, (list, tuple)) else str(sizes).split(","))],
+            backbone, int(batch), _sizes(sizes),
             str(cudnn_benchmark) == "True"))), command=sys.argv[2:])
     else:
         fire.Fire(main)

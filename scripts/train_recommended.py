@@ -248,7 +248,7 @@ def train_recommended(
         train_args = ["run", "training", "--config_file", str(bundle / "configs" / "train.json"), *META,
                       *cli_args({"bundle_root": str(bundle), "dataset_dir": str(data), "datalist": str(datalist),
                                  **training_values})] + (["--tracking", "mlflow"] if tracking == "mlflow" else [])
-        trained_on = training_machine(values.get("precision", "fp32"))
+        trained_on = machine
         train_seconds = run_bundle_command(train_args, train_log)
         epochs = len(history(bundle).get("val_dice", [])) or int(values.get("max_epochs", 1))
         commit = git_commit()

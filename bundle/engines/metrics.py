@@ -28,11 +28,12 @@ BRANCH_PRED_PREFIX = "pred_mask_stride"
 def binary_dice(pred: torch.Tensor, label: torch.Tensor, threshold: float = 0.5) -> float:
     """Dice of a thresholded probability map against a 0/1 mask; both empty counts as 1.
 
-    Both are compared on the CPU: on a GPU the validation label stays on the device while the
-    post-processed prediction has been moved to the CPU (found on an H200, 2026-12-04).
+    The label is compared on the prediction's device: on a GPU the validation label stayed on the
+    device while the post-processed prediction was on the CPU (found on an H200, 2026-12-04); hard
+    example mining, with both on the GPU, copies nothing.
     """
-    y_pred = (pred.detach().cpu() >= threshold).float()[None]
-    y = (label.detach().cpu() > 0.5).float()[None]
+    y_pred = (pred.detach() >= threshold).float()[None]
+    y = (label.detach().to(pred.device) > 0.5).float()[None]
     if y_pred.shape != y.shape:
         raise ValueError(f"prediction {tuple(pred.shape)} and mask {tuple(label.shape)} differ in size")
     return float(compute_dice(y_pred, y, include_background=True, ignore_empty=False).item())
