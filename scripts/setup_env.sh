@@ -3,7 +3,7 @@
 # Safe to re-run. Usage: bash scripts/setup_env.sh [--with-monailabel | --with-pacs]
 #
 # --with-monailabel also creates .venv-monailabel: the same pinned runtime plus monailabel 0.8.5
-# for the MONAI Label app (bundle/monailabel_app). It is a separate environment because
+# for the MONAI Label app (munet/integrations/monailabel_app). It is a separate environment because
 # monailabel's dependency pydicom-seg pins numpy<2 and jsonschema<4, which the lean base install
 # does not need; building sam2 from source makes it take about 5 minutes. If it fails, the reason
 # is written to .venv-monailabel/INSTALL_FAILED (the server tests skip with it) and the script
@@ -84,5 +84,5 @@ if [ "${1:-}" = "--with-monailabel" ]; then
     exit 1
   fi
   check_torch .venv-monailabel/bin/python
-  PYTHONPATH=bundle/monailabel_app/compat .venv-monailabel/bin/python -c "import monailabel.interfaces.app; print('monailabel', __import__('monailabel').__version__, 'ready in .venv-monailabel')"
+  PYTHONPATH=munet/integrations/monailabel_app/compat .venv-monailabel/bin/python -c "import monailabel.interfaces.app; print('monailabel', __import__('monailabel').__version__, 'ready in .venv-monailabel')"
 fi

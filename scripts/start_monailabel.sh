@@ -25,11 +25,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 # the web app is MONAI Label's own with its label, infer and train requests checked first
-# (bundle/monailabel_app/server.py: a clear 4xx instead of a stored bad label or a bare 500).
-# The repo (bundle package) and the pydicom 3 shim (compat/sitecustomize.py) for the server and
+# (munet/integrations/monailabel_app/server.py: a clear 4xx instead of a stored bad label or a bare 500).
+# The repo (munet package) and the pydicom 3 shim (compat/sitecustomize.py) for the server and
 # the training subprocesses it starts; .dcm files are not in the datastore's default extensions
-export PYTHONPATH="$REPO/bundle/monailabel_app/compat:$REPO${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$REPO/munet/integrations/monailabel_app/compat:$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export MONAI_LABEL_DATASTORE_FILE_EXT='["*.png", "*.jpg", "*.jpeg", "*.dcm"]'
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
-exec "$PY" -m monailabel.main start_server --app "$REPO/bundle/monailabel_app" --studies "$STUDIES" \
-  --host "$HOST" --port "$PORT" --conf bundle_path "$BUNDLE" --uvicorn_app bundle.monailabel_app.server:app
+exec "$PY" -m monailabel.main start_server --app "$REPO/munet/integrations/monailabel_app" --studies "$STUDIES" \
+  --host "$HOST" --port "$PORT" --conf bundle_path "$BUNDLE" --uvicorn_app munet.integrations.monailabel_app.server:app

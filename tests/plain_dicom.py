@@ -8,8 +8,6 @@ with the B-mode region and its spacing, and some Type 2 attributes left out as s
 from __future__ import annotations
 
 import io
-import json
-import shutil
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -18,7 +16,16 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, JPEGBaseline8Bit, UltrasoundImageStorage, UltrasoundMultiFrameImageStorage, generate_uid
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    UltrasoundImageStorage,
+    UltrasoundMultiFrameImageStorage,
+    generate_uid,
+)
+
+from munet.cli.train import make_bundle_folder, recipe_values
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,21 +111,17 @@ def save(ds: Dataset, path: Path) -> Path:
 def tiny_bundle(root: Path, seed: int = 0, gain: float = 1000.0) -> Path:
     """A bundle folder whose ``models/model.pt`` is a random-weight 8-wide MUNet (nothing trained).
 
-    ``configs/inference.json`` is the repository's at 64 px and 8 channels. A random network's
+    Its configs are the paper recipe at 64 px and 8 channels (as ``munet train`` writes them). A random network's
     mask logits are nearly constant over the image (spread about 1e-4), so its mask is empty or
     full; each mask head is centred on its mean logit for :func:`lesion_image` and scaled by
     ``gain`` (weights and bias only), which gives masks with lesion and background pixels.
     """
     import torch
 
-    from bundle.networks import build_network
+    from munet.engines.weights_info import write_weights_info
+    from munet.networks import build_network
 
-    (root / "configs").mkdir(parents=True, exist_ok=True)
-    config = json.loads((REPO / "configs" / "inference.json").read_text())
-    config.update(image_size=64, base_channels=8)
-    (root / "configs" / "inference.json").write_text(json.dumps(config, indent=4))
-    for name in ("metadata.json", "logging.conf"):
-        shutil.copy(REPO / "configs" / name, root / "configs" / name)
+    make_bundle_folder(root, {**recipe_values("paper"), "image_size": 64, "base_channels": 8})
     torch.manual_seed(seed)
     net = build_network("munet", output="mask", base_channels=8).eval()
     heads = [key for key in net.state_dict() if key.startswith("mask_heads.") and key.endswith(".conv.bias")]
@@ -133,15 +136,12 @@ def tiny_bundle(root: Path, seed: int = 0, gain: float = 1000.0) -> Path:
             state[key] = (state[key] - logit.mean()) * gain
     (root / "models").mkdir(exist_ok=True)
     torch.save(state, root / "models" / "model.pt")
+    write_weights_info(root / "models" / "model.pt", net, 64)
     return root
 
 
 def inference_overrides(bundle: Path, images: Path, output_dir: Path, **extra: object) -> Sequence[str]:
     """``monai.bundle run inferring`` arguments for ``bundle`` on the folder ``images``."""
-    args = ["run", "inferring", "--meta_file", str(bundle / "configs" / "metadata.json"),
-            "--config_file", str(bundle / "configs" / "inference.json"),
-            "--logging_file", str(bundle / "configs" / "logging.conf"), "--bundle_root", str(bundle),
-            "--datalist", str(images), "--dataset_dir", str(images), "--output_dir", str(output_dir)]
-    for key, value in extra.items():
-        args += [f"--{key}", str(value)]
-    return args
+    from munet.engines.bundle_folder import workflow_argv
+
+    return workflow_argv("inferring", bundle, datalist=str(images), dataset_dir=str(images), output_dir=str(output_dir), **extra)

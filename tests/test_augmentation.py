@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from bundle_helpers import TRAIN
 from monai.bundle import ConfigParser
 from monai.utils import set_determinism
-
-from bundle_helpers import TRAIN
 
 
 def test_every_augmentation_keeps_image_and_mask_aligned_and_the_mask_binary():
@@ -36,7 +35,7 @@ def test_every_augmentation_keeps_image_and_mask_aligned_and_the_mask_binary():
 
 
 def test_skew_narrows_one_edge_and_keeps_image_and_mask_together():
-    from bundle.data.augment import RandSkewd
+    from munet.data.augment import RandSkewd
 
     skew = RandSkewd(keys=["image", "label"], prob=1.0, magnitude=0.3)
     skew._edge, skew._shift = 0, 0.2  # top edge, both ends 20 % inwards

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bundle.data.datalist import DatalistError, load_datalist
-from bundle.data.validation import DataValidationError, checked_datalist, validate_items
-from bundle.networks import MUNet
+from munet.data.datalist import DatalistError, load_datalist
+from munet.data.validation import DataValidationError, checked_datalist, validate_items
+from munet.networks import MUNet
 
 
 def _png(path: Path, array: np.ndarray) -> str:

@@ -1,4 +1,4 @@
-"""Tests of the BUSI -> datalist converter (bundle/data/busi.py, scripts/busi_to_datalist.py).
+"""Tests of the BUSI -> datalist converter (munet/dataset_tools/busi.py, ``munet data busi``).
 
 The real-data tests need the prepared BUSI folder at ``../shared/data/busi`` (relative to the
 repository) and are skipped without it; the error-handling tests run everywhere.
@@ -7,7 +7,6 @@ repository) and are skipped without it; the error-handling tests run everywhere.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -20,7 +19,7 @@ import pydicom
 import pytest
 from PIL import Image
 
-from bundle.dataset_tools.busi import BusiError, convert_busi, parse_flags, read_manifest
+from munet.dataset_tools.busi import BusiError, convert_busi, parse_flags, read_manifest
 
 _REPO = Path(__file__).resolve().parents[1]
 
@@ -85,8 +84,7 @@ def test_dicom_conversion(tmp_path: Path) -> None:
     manifest = _manifest()
     out = tmp_path / "dicom"
     cmd = [
-        sys.executable,
-        str(_REPO / "scripts" / "busi_to_datalist.py"),
+        sys.executable, "-m", "munet.cli", "data", "busi",
         "--busi_dir", str(BUSI_DIR),
         "--output_dir", str(out),
         "--to_dicom", "True",
@@ -169,9 +167,8 @@ def test_errors(tmp_path: Path) -> None:
     (tmp_path / "manifest.csv").write_text("id,image,mask,label,split\nb1,images/b1.png,masks/b1.png,benign,holdout\n")
     with pytest.raises(BusiError, match="split"):
         read_manifest(tmp_path)
-    # the CLI's main() turns the error into a one-line exit message (in-process: no second interpreter start)
-    spec = importlib.util.spec_from_file_location("busi_to_datalist", _REPO / "scripts" / "busi_to_datalist.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    # the command turns the error into a one-line exit message (in-process: no second interpreter start)
+    from munet.cli import data
+
     with pytest.raises(SystemExit, match="error: BUSI folder not found"):
-        cli.main(busi_dir=str(tmp_path / "nowhere"), output_dir=str(tmp_path / "o"))
+        data("busi", busi_dir=str(tmp_path / "nowhere"), output_dir=str(tmp_path / "o"))

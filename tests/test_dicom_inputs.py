@@ -1,6 +1,6 @@
 """Every input kind of docs/dicom.md, each on a file written by plain pydicom, nibabel or PIL.
 
-Not by ``bundle/dataset_tools/dicom_writer.py``: a writer and a reader of the same project can share a
+Not by ``munet/dataset_tools/dicom_writer.py``: a writer and a reader of the same project can share a
 mistake (a reader that ignores ``MONOCHROME1`` passes every test on files a writer never marks
 so). Each test is named in the table of docs/dicom.md.
 """
@@ -19,6 +19,7 @@ import pydicom
 import pytest
 from monai.transforms import Compose
 from PIL import Image
+from plain_dicom import us_dataset
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence as DicomSequence
@@ -30,15 +31,14 @@ from pydicom.uid import (
     JPEGBaseline8Bit,
 )
 
-from bundle.data import datalist, dicom_reader, formats, loading
-from bundle.data.datalist import DatalistError, image_items
-from bundle.data.dicom_reader import DicomReadError
-from bundle.data.folders import scan_folder
-from bundle.data.loading import ImageLoadError, load_image
-from bundle.data.preprocessing import deterministic_transforms
-from bundle.data.validation import DataValidationError, validate_items
-from bundle.engines.handlers import PredictionWriter
-from plain_dicom import us_dataset
+from munet.data import datalist, dicom_reader, formats, loading
+from munet.data.datalist import DatalistError, image_items
+from munet.data.dicom_reader import DicomReadError
+from munet.data.folders import scan_folder
+from munet.data.loading import ImageLoadError, load_image
+from munet.data.preprocessing import deterministic_transforms
+from munet.data.validation import DataValidationError, validate_items
+from munet.engines.handlers import PredictionWriter
 
 ROWS, COLS = 24, 32
 REPO = Path(__file__).resolve().parents[1]
@@ -417,7 +417,7 @@ def test_prediction_names_strip_every_readable_suffix(name, stem):
 
 
 def test_batch_sampler_shapes_read_every_kind(tmp_path):
-    from bundle.data.sampling import case_shapes
+    from munet.data.sampling import case_shapes
 
     bare = _bare(_with_region(_dataset(_gray()), (2, 3, 29, 20)), tmp_path / "IM0001")
     uid = _save(_dataset(_gray()), tmp_path / "1.2.840.113619.2.5.7")

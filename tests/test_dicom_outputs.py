@@ -16,17 +16,17 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from bundle_helpers import REPO_ROOT
 from monai.data import MetaTensor
 from PIL import Image
+from plain_dicom import as_ybr_jpeg, inference_overrides, lesion_image, save, tiny_bundle, us_dataset, with_region
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from bundle.runner import bundle_argv
-from bundle.engines.dicom_outputs import DicomOutputError, DicomResultWriter, class_probability_code
-from bundle.engines.handlers import PredictionWriter
-from bundle.engines.postprocessing import CLASS_PROB_KEY
-from bundle_helpers import REPO_ROOT
-from plain_dicom import as_ybr_jpeg, inference_overrides, lesion_image, save, tiny_bundle, us_dataset, with_region
+from munet.engines.bundle_folder import bundle_argv
+from munet.engines.handlers import PredictionWriter
+from munet.engines.postprocessing import CLASS_PROB_KEY
+from munet.integrations.dicom_outputs import DicomOutputError, DicomResultWriter, class_probability_code
 
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
@@ -180,7 +180,7 @@ def test_write_dicom_seg_switch_and_an_image_without_uids(tmp_path, caplog):
     path = save(us_dataset(lesion_image(30, 40)), tmp_path / "in" / "a.dcm")
     row = _write(PredictionWriter(str(tmp_path / "off")), _sample(path, mask))
     assert "dicom_seg" not in row and not list((tmp_path / "off").glob("*.dcm"))  # off unless asked
-    row = _write(PredictionWriter(str(tmp_path / "on"), dicom_outputs=True), _sample(path, mask))
+    row = _write(PredictionWriter(str(tmp_path / "on"), dicom_writer=DicomResultWriter()), _sample(path, mask))
     np.testing.assert_array_equal(hd.seg.segread(row["dicom_seg"]).get_pixels_by_source_instance(
         [pydicom.dcmread(path).SOPInstanceUID], combine_segments=True)[0] > 0, mask)
     # a file without a Series Instance UID cannot be referenced: PNG written, CSV and log say why
@@ -188,7 +188,7 @@ def test_write_dicom_seg_switch_and_an_image_without_uids(tmp_path, caplog):
     del bare.SeriesInstanceUID
     bad = save(bare, tmp_path / "in" / "bare.dcm")
     with caplog.at_level(logging.WARNING, logger="munet"):
-        row = _write(PredictionWriter(str(tmp_path / "bad"), dicom_outputs=True), _sample(bad, mask))
+        row = _write(PredictionWriter(str(tmp_path / "bad"), dicom_writer=DicomResultWriter()), _sample(bad, mask))
     assert Path(row["mask"]).is_file() and "dicom_seg" not in row
     assert "no SeriesInstanceUID: a DICOM SEG cannot reference this image" in row["dicom_error"]
     assert "no DICOM SEG/SR for" in caplog.text and "bare.dcm" in caplog.text

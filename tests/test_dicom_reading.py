@@ -10,11 +10,11 @@ import torch
 from monai.transforms import Compose, Invertd
 from PIL import Image
 
-from bundle.data.dicom_reader import DicomReadError
-from bundle.dataset_tools.dicom_writer import write_mask_dicom, write_ultrasound_dicom
-from bundle.data.loading import ImageLoadError, load_image
-from bundle.data.preprocessing import deterministic_transforms
-from bundle.data.validation import DataValidationError, validate_items
+from munet.data.dicom_reader import DicomReadError
+from munet.data.loading import ImageLoadError, load_image
+from munet.data.preprocessing import deterministic_transforms
+from munet.data.validation import DataValidationError, validate_items
+from munet.dataset_tools.dicom_writer import write_mask_dicom, write_ultrasound_dicom
 
 ROWS, COLS = 40, 56
 

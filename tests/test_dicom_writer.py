@@ -1,4 +1,4 @@
-"""Round trips of bundle/dataset_tools/dicom_writer.py through pydicom: pixels, orientation, tags, regions."""
+"""Round trips of munet/dataset_tools/dicom_writer.py through pydicom: pixels, orientation, tags, regions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from bundle.dataset_tools.dicom_writer import deterministic_uid, write_mask_dicom, write_ultrasound_dicom
+from munet.dataset_tools.dicom_writer import deterministic_uid, write_mask_dicom, write_ultrasound_dicom
 
 EXPLICIT = "1.2.840.10008.1.2.1"
 JPEG = "1.2.840.10008.1.2.4.50"

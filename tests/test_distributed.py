@@ -8,12 +8,9 @@ import os
 import subprocess
 import sys
 
-import torch
-
-from bundle_helpers import CONFIGS, LOGGING, META, REPO_ROOT, TRAIN, cli_args, make_tiny_dataset, overrides
-
-
 import pytest
+import torch
+from bundle_helpers import CONFIGS, LOGGING, META, REPO_ROOT, TRAIN, cli_args, config_arg, make_tiny_dataset, overrides
 
 
 @pytest.mark.parametrize("recipe", [{}, {"multiscale_sizes": "[64,96]", "hard_example_mining": True}], ids=["plain", "multiscale+mining"])
@@ -25,7 +22,7 @@ def test_two_process_gloo_training_keeps_ranks_in_sync(tmp_path, recipe):
         "$torch.save(@network.module.state_dict(), @output_dir + '/rank' + str(dist.get_rank()) + '_weights.pt')",
         "$dist.is_initialized() and dist.destroy_process_group()",
     ]}))
-    configs = f"['{TRAIN}','{CONFIGS / 'multi_gpu_train.json'}','{ranks_config}']"
+    configs = config_arg(TRAIN + [str(CONFIGS / 'multi_gpu_train.json'), str(ranks_config)])
     values = overrides(tmp_path, data, max_epochs=2, batch_size=2, **recipe)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
                "-m", "monai.bundle", "run", "training", "--meta_file", META, "--config_file", configs,

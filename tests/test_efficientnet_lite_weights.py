@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import timm  # noqa: E402
 import torch
 import torch.nn.functional as F
-
-from bundle.networks import MUNet
-from bundle.networks.efficientnet_lite import convert_package_weights, convert_state_dict
-from bundle.networks.pretrained import WeightsError
-
-import timm  # noqa: E402
 from skimage import data as skimage_data  # noqa: E402
+
+from munet.networks import MUNet
+from munet.networks.efficientnet_lite import convert_package_weights, convert_state_dict
+from munet.networks.pretrained import WeightsError
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import csv
-import json
-import shutil
 
 import pytest
 import torch
 import torch.nn.functional as F
+from bundle_helpers import INFERENCE, make_tiny_dataset, run_workflow
 
-from bundle.engines.ensemble import BundleEnsemble, combine
-from bundle.engines.inferer import MultiTaskInferer
-from bundle.networks import MUNet, build_network
-from bundle_helpers import INFERENCE, REPO_ROOT, make_tiny_dataset, run_workflow
+from munet.cli.train import make_bundle_folder, recipe_values
+from munet.engines.ensemble import BundleEnsemble, combine
+from munet.engines.inferer import MultiTaskInferer
+from munet.networks import MUNet, build_network
 
 
 def test_combine_is_the_weighted_sum_of_masks_and_probabilities():
@@ -70,12 +69,8 @@ def test_image_heads_can_come_from_the_input_size_while_masks_average_over_scale
 
 
 def _member(root, base_channels, seed):
-    """A bundle directory with its own inference.json values and (random) trained weights."""
-    (root / "configs").mkdir(parents=True)
-    config = json.loads((REPO_ROOT / "configs" / "inference.json").read_text())
-    config.update(base_channels=base_channels, image_size=64)
-    (root / "configs" / "inference.json").write_text(json.dumps(config))
-    shutil.copy(REPO_ROOT / "configs" / "metadata.json", root / "configs" / "metadata.json")
+    """A bundle folder of the paper recipe with its own width, and (random) trained weights."""
+    make_bundle_folder(root, {**recipe_values("paper"), "base_channels": base_channels, "image_size": 64})
     torch.manual_seed(seed)
     net = build_network("munet", output="mask", base_channels=base_channels)
     (root / "models").mkdir()
@@ -95,7 +90,7 @@ def test_one_inference_command_runs_a_weighted_ensemble_of_bundles(tmp_path):
     # the class probabilities written equal 0.3 p_1 + 0.7 p_2 of the members on the same input
     from monai.transforms import Compose
 
-    from bundle.data.preprocessing import deterministic_transforms
+    from munet.data.preprocessing import deterministic_transforms
 
     chain = Compose(deterministic_transforms(label_key=None, class_key=None, image_size=64, crop_to_us_region=True))
     for row in rows:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from bundle_helpers import make_tiny_dataset
 from monai.data import CacheDataset, Dataset, PersistentDataset
 from monai.transforms import Compose
 
-from bundle.data.datalist import load_datalist
-from bundle.data.datasets import make_dataset
-from bundle.data.preprocessing import deterministic_transforms
-from bundle.engines.inferer import MultiTaskInferer, autocast_dtype
-from bundle.networks import MUNet
-from bundle_helpers import make_tiny_dataset
+from munet.data.datalist import load_datalist
+from munet.data.datasets import make_dataset
+from munet.data.preprocessing import deterministic_transforms
+from munet.engines.inferer import MultiTaskInferer, autocast_dtype
+from munet.networks import MUNet
 
 
 @pytest.fixture(scope="module")

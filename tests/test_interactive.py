@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from bundle_helpers import CONFIGS, INFERENCE, TRAIN, make_tiny_dataset, run_workflow
 from monai.transforms import Compose
 from PIL import Image
 
-from bundle.data.guidance import SimulateClicksd, parse_clicks, render_clicks
-from bundle.data.preprocessing import deterministic_transforms
-from bundle.engines.interaction import ClickInteraction, error_click
-from bundle.monailabel_app.classes import class_for, class_index, read_sidecar
-from bundle.monailabel_app.results import write_label
-from bundle_helpers import CONFIGS, INFERENCE, TRAIN, make_tiny_dataset, run_workflow
+from munet.data.guidance import SimulateClicksd, parse_clicks, render_clicks
+from munet.data.preprocessing import deterministic_transforms
+from munet.engines.interaction import ClickInteraction, error_click
+from munet.integrations.monailabel_app.classes import class_for, class_index, read_sidecar
+from munet.integrations.monailabel_app.results import write_label
 
 
 def test_clicks_are_x_y_and_must_lie_inside_the_image():
@@ -134,12 +134,12 @@ def test_label_png_keeps_rows_and_columns(tmp_path):
 def test_interactive_configs_train_and_infer(tmp_path):
     data = make_tiny_dataset(tmp_path, n_train=4, n_val=2, n_test=2)
     root = tmp_path / "bundle"
-    run_workflow("train", [TRAIN, str(CONFIGS / "train_interactive.json")], root, data, max_epochs=1)
+    run_workflow("train", TRAIN + [str(CONFIGS / "train_interactive.json")], root, data, max_epochs=1)
     models = {p.name for p in (root / "models").iterdir()}
     assert {"model_interactive.pt", "checkpoint_interactive_last.pt"} <= models and "model.pt" not in models
     weights = torch.load(root / "models" / "model_interactive.pt", weights_only=True)
     first = next(v for v in weights.values() if v.ndim == 4)  # the first convolution (a plain state dict)
     assert first.shape[1] == 3, "the interactive network takes the image plus two click channels"
-    run_workflow("infer", [INFERENCE, str(CONFIGS / "inference_interactive.json")], root, data)
+    run_workflow("infer", INFERENCE + [str(CONFIGS / "inference_interactive.json")], root, data)
     masks = sorted((root / "eval" / "inference_interactive").glob("*_mask.png"))
     assert len(masks) == 2

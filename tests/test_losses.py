@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from bundle.losses import MUNetLoss
-from bundle.networks import MUNet
+from munet.losses import MUNetLoss
+from munet.networks import MUNet
 
 H = W = 32
 BRANCH_SIZES = {"mask_stride16": 2, "mask_stride8": 4, "mask_stride4": 8, "mask_stride2": 16}

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bundle_helpers import CONFIGS, TRAIN, make_tiny_dataset, run_workflow
 from PIL import Image
 
-from bundle.engines.weights_info import read_weights_info, sidecar_path, write_weights_info
-from bundle.monailabel_app.checks import (
+from munet.engines.weights_info import read_weights_info, sidecar_path, write_weights_info
+from munet.integrations.monailabel_app.checks import (
     RequestError,
     check_label_class,
     check_label_file,
@@ -23,7 +24,6 @@ from bundle.monailabel_app.checks import (
     parse_json_object,
     scrub_paths,
 )
-from bundle_helpers import CONFIGS, TRAIN, make_tiny_dataset, run_workflow
 
 DEFAULTS = {"max_epochs": 5, "val_split": 0.2, "learning_rate": 1e-3, "fine_tune_learning_rate": 1e-4, "warmup_epochs": 1, "pretrained": True}
 
@@ -94,12 +94,25 @@ def test_label_files_are_checked(tmp_path):
 
 
 def test_weights_sidecar_is_tied_to_its_weights(tmp_path):
+    """The record holds what built the weights (build_network's arguments, not training values) and
+    the image size; it belongs to these weights only, and other settings are refused by name."""
+    from munet.engines.weights_info import WeightsMismatchError, check_weights_settings, network_settings
+    from munet.networks import build_network
+
     weights = tmp_path / "model.pt"
-    torch.save({"w": torch.ones(2)}, weights)
+    net = build_network("munet", base_channels=8)
+    torch.save(net.state_dict(), weights)
     assert read_weights_info(weights)[0] is None and "has no model.json" in read_weights_info(weights)[1]
-    write_weights_info(weights, {"image_size": 64, "base_channels": 8, "learning_rate": 1.0}, extra={"note": "x"})
+    assert "cannot be checked" in check_weights_settings(weights, network_settings(net, 64))
+    write_weights_info(weights, net, 64, extra={"note": "x"})
     info, problem = read_weights_info(weights)
-    assert problem is None and info["trained_with"] == {"image_size": 64, "base_channels": 8} and info["note"] == "x"
+    assert problem is None and info["trained_with"] == {"arch": "munet", "base_channels": 8, "image_size": 64} and info["note"] == "x"
+    assert check_weights_settings(weights, network_settings(net, 64)) is None
+    with pytest.raises(WeightsMismatchError, match="trained with image_size 64.*configs say image_size 96"):
+        check_weights_settings(weights, network_settings(net, 96))
+    wider = build_network("munet", base_channels=16)
+    with pytest.raises(WeightsMismatchError, match="base_channels 8.*base_channels 16"):
+        check_weights_settings(weights, network_settings(wider, 64))
     torch.save({"w": torch.zeros(2)}, weights)  # other weights beside the old sidecar
     info, problem = read_weights_info(weights)
     assert info is None and "describes other weights" in problem
@@ -107,10 +120,10 @@ def test_weights_sidecar_is_tied_to_its_weights(tmp_path):
 
 def test_interactive_training_writes_the_sidecar(tmp_path):
     data = make_tiny_dataset(tmp_path, n_train=4, n_val=2, n_test=1)
-    run_workflow("train", [TRAIN, str(CONFIGS / "train_interactive.json")], tmp_path, data, max_epochs=1)
+    run_workflow("train", TRAIN + [str(CONFIGS / "train_interactive.json")], tmp_path, data, max_epochs=1)
     weights = tmp_path / "models" / "model_interactive.pt"
     info, problem = read_weights_info(weights)
     assert problem is None, problem
-    assert info["trained_with"]["image_size"] == 64 and info["trained_with"]["guidance"] is True
+    assert info["trained_with"]["image_size"] == 64 and info["trained_with"]["in_channels"] == 3  # image + two click maps
     assert info["trained_with"]["base_channels"] == 8
     assert json.loads(sidecar_path(weights).read_text())["weights"] == "model_interactive.pt"

@@ -26,11 +26,13 @@ import numpy as np
 import pydicom
 import pytest
 import requests
+from bundle_helpers import REPO_ROOT, TINY, make_tiny_dataset, run_bundle
 from PIL import Image
 from scipy import ndimage
 
-from bundle.dataset_tools.demo_dataset import generate_demo_dataset
-from bundle_helpers import CONFIGS, LOGGING, META, REPO_ROOT, TRAIN, TINY, cli_args, make_tiny_dataset, overrides, run_bundle
+from munet.cli.train import make_bundle_folder, recipe_values
+from munet.dataset_tools.demo_dataset import generate_demo_dataset
+from munet.engines.bundle_folder import workflow_argv
 
 MONAILABEL_PYTHON = Path(os.environ.get("MONAILABEL_PYTHON", REPO_ROOT / ".venv-monailabel" / "bin" / "python"))
 INSTALL_FAILED = REPO_ROOT / ".venv-monailabel" / "INSTALL_FAILED"
@@ -52,15 +54,8 @@ def _free_port() -> int:
 
 
 def _bake_configs(bundle: Path) -> None:
-    """Copy the configs into the served bundle with the tiny sizes the test networks have."""
-    (bundle / "configs").mkdir(parents=True, exist_ok=True)
-    for path in CONFIGS.glob("*"):
-        if path.is_file():
-            shutil.copy(path, bundle / "configs" / path.name)
-    for name in ("inference.json", "train.json"):
-        config = json.loads((bundle / "configs" / name).read_text())
-        config.update({k: v for k, v in TINY.items() if k in config})
-        (bundle / "configs" / name).write_text(json.dumps(config, indent=4))
+    """The served bundle folder: the paper recipe at the tiny sizes the test networks have (as ``munet train`` writes it)."""
+    make_bundle_folder(bundle, {**recipe_values("paper"), **TINY})
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +66,11 @@ def served(tmp_path_factory) -> Dict:
     data = make_tiny_dataset(root, n_train=48, n_val=4, n_test=4)
     bundle = root / "bundle"
     _bake_configs(bundle)
-    interactive = f"['{TRAIN}','{CONFIGS / 'train_interactive.json'}']"
-    for config in (TRAIN, interactive):
-        run_bundle(["run", "training", "--config_file", config, "--meta_file", META, "--logging_file", LOGGING,
-                    *cli_args(overrides(bundle, data, max_epochs=20))], timeout=900)
+    for overlays in ((), ("train_interactive.json",)):
+        run_bundle(workflow_argv("training", bundle, overlays, dataset_dir=str(data), max_epochs=20), timeout=900)
     weak = root / "weak"  # one epoch: a model that training from the saved labels should beat
-    run_bundle(["run", "training", "--config_file", TRAIN, "--meta_file", META, "--logging_file", LOGGING,
-                *cli_args(overrides(weak, data, max_epochs=1))], timeout=900)
+    _bake_configs(weak)
+    run_bundle(workflow_argv("training", weak, dataset_dir=str(data), max_epochs=1), timeout=900)
 
     studies = root / "studies"
     studies.mkdir()
@@ -100,8 +93,7 @@ def served(tmp_path_factory) -> Dict:
     (studies / "classes.json").write_text(json.dumps({"us_case_0000": "benign"}))
     # the bundle's own inference on the same files, for the server's masks to be compared with
     bundle_masks = root / "bundle_inference"
-    run_bundle(["run", "inferring", "--config_file", str(bundle / "configs" / "inference.json"), "--meta_file", META,
-                "--logging_file", LOGGING, "--bundle_root", str(bundle), "--datalist", str(studies), "--output_dir", str(bundle_masks)])
+    run_bundle(workflow_argv("inferring", bundle, datalist=str(studies), output_dir=str(bundle_masks)))
     more = root / "more"  # more images to label for the training that must publish
     generate_demo_dataset(str(more), n_train=24, n_val=0, n_test=0, min_size=60, max_size=100, seed=7)
     for item in json.loads((more / "datalist.json").read_text())["training"]:
@@ -275,30 +267,33 @@ def _train(served: Dict, model: str, body: Dict) -> Dict:
     return response.json()
 
 
-def test_interactive_weights_carry_their_training_size(served):
-    """The interactive weights are served at the size they were trained at (their sidecar), changes
-    are picked up without a restart, and a model without weights is refused with the reason."""
+def test_weights_trained_with_other_settings_are_refused(served):
+    """The bundle folder's configs are the truth: weights whose sidecar records another image size
+    are refused with both sizes named (without a restart), weights without a sidecar are served
+    with a note, and a model without weights is refused with the reason."""
     url, models = served["url"], served["bundle"] / "models"
     image_id = sorted(i for i in served["truth"] if i.startswith(_PREFIX["png"]))[0]
     info = requests.get(f"{url}/info/", timeout=30).json()["models"]["munet_interactive"]
-    assert info["trained_with"]["image_size"] == 64 == info["image_size"]  # written by the interactive training
-    assert info["trained_with"]["base_channels"] == 8 and "weights_note" not in info
+    assert info["image_size"] == 64 and "weights_note" not in info and "refused" not in info
     weights, sidecar = models / "model_interactive.pt", models / "model_interactive.json"
     original = sidecar.read_text()
+    assert json.loads(original)["trained_with"]["image_size"] == 64  # written by the interactive training
     moved = models / "moved_away.bin"
     try:
-        # weights said to be trained at 96 px (inference.json says 64): served at 96 from the next call on
         content = json.loads(original)
         content["trained_with"]["image_size"] = 96
         sidecar.write_text(json.dumps(content))
-        info = requests.get(f"{url}/info/", timeout=30).json()["models"]["munet_interactive"]
-        assert info["image_size"] == 96 and "image_size 96" in info["weights_note"] and "image_size 64" in info["weights_note"]
-        label, _ = _infer(served, "munet_interactive", image_id)
-        assert label.shape == _truth(served, image_id).shape
-        # no sidecar: inference.json's size, and the answer says the training size is unknown
+        info = requests.get(f"{url}/info/", timeout=30).json()
+        reason = info["not_served"]["munet_interactive"]
+        assert "munet_interactive" not in info["models"] and "image_size 96" in reason and "image_size 64" in reason, reason
+        response = requests.post(f"{url}/infer/munet_interactive", params={"image": image_id}, timeout=60)
+        assert response.status_code == 404 and "image_size 96" in response.json()["detail"]
+        # no sidecar: served by the configs, with a note that nothing could be checked
         sidecar.unlink()
         info = requests.get(f"{url}/info/", timeout=30).json()["models"]["munet_interactive"]
-        assert info["trained_with"] is None and info["image_size"] == 64 and "unknown" in info["weights_note"]
+        assert info["image_size"] == 64 and "cannot be checked" in info["weights_note"]
+        label, _ = _infer(served, "munet_interactive", image_id)
+        assert label.shape == _truth(served, image_id).shape
         # no weights: not listed, /infer says why
         weights.rename(moved)
         info = requests.get(f"{url}/info/", timeout=30).json()
@@ -310,7 +305,7 @@ def test_interactive_weights_carry_their_training_size(served):
             moved.rename(weights)
         sidecar.write_text(original)
     info = requests.get(f"{url}/info/", timeout=30).json()["models"]["munet_interactive"]
-    assert info["image_size"] == 64 and info["trained_with"]["image_size"] == 64
+    assert info["image_size"] == 64 and "weights_note" not in info
 
 
 def _malformed_requests(served: Dict):
@@ -329,7 +324,8 @@ def _malformed_requests(served: Dict):
     return image_id, [
         ("label: a text file", "put", "/datastore/label", dict(params=label, files={"label": ("label.png", b"not an image\n", "image/png")}),
          422, "label: 'label.png' is not a readable image"),
-        ("label: 10x10 for a larger image", "put", "/datastore/label", dict(params=label, files={"label": ("label.png", _png(np.zeros((10, 10), np.uint8)), "image/png")}),
+        ("label: 10x10 for a larger image", "put", "/datastore/label",
+         dict(params=label, files={"label": ("label.png", _png(np.zeros((10, 10), np.uint8)), "image/png")}),
          422, f"label: 10x10 (rows x columns) but image '{image_id}' is {rows}x{cols}"),
         ("label: transposed", "put", "/datastore/label", dict(params=label, files={"label": ("label.png", _png(mask.T.copy()), "image/png")}),
          422, f"label: {cols}x{rows} (rows x columns) but image '{image_id}' is {rows}x{cols} (the label looks transposed"),
@@ -469,7 +465,7 @@ def test_interactive_training_follows_the_same_rule(served):
     if result["published"]:
         assert result["after"]["val_score"] >= result["before"]["val_score"]
         assert (models / "model_interactive.pt.prev").read_bytes() == before and weights.read_bytes() != before
-        assert json.loads((models / "model_interactive.json").read_text())["trained_with"]["guidance"] is True
+        assert json.loads((models / "model_interactive.json").read_text())["trained_with"]["in_channels"] == 3  # image + 2 click maps
     else:
         assert result["after"]["val_score"] < result["before"]["val_score"] and weights.read_bytes() == before
     info = requests.get(f"{served['url']}/info/", timeout=30).json()

@@ -15,8 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bundle.losses import MUNetLoss
-from bundle.networks import (
+from munet.losses import MUNetLoss
+from munet.networks import (
     BestMaskFusion,
     MUNet,
     MUNetInference,

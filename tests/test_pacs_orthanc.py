@@ -2,7 +2,7 @@
 
 A private Orthanc is started on 127.0.0.1 with ``scripts/start_orthanc.sh`` (free port, storage in
 a temporary folder), ultrasound images written by plain pydicom are uploaded with STOW-RS, then
-``scripts/pacs_infer.py`` downloads a study through DICOMweb, runs the bundle's inference and
+``munet infer <DICOMweb URL>`` downloads a study through DICOMweb, runs the bundle's inference and
 stores the SEG and SR back; the test reads them back through DICOMweb and checks the SEG pixels
 against the PNG masks and the SR probabilities against predictions.csv. Orthanc is installed by
 ``bash scripts/setup_env.sh --with-pacs`` (run by scripts/run_tests.sh); the tests skip, with the
@@ -24,14 +24,14 @@ import numpy as np
 import pydicom
 import pytest
 import requests
+from bundle_helpers import REPO_ROOT
 from dicomweb_client import DICOMwebClient
 from PIL import Image
+from plain_dicom import as_ybr_jpeg, lesion_image, save, tiny_bundle, us_dataset, with_region
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from bundle.engines.dicom_outputs import class_probability_code
-from bundle_helpers import REPO_ROOT
-from plain_dicom import as_ybr_jpeg, lesion_image, save, tiny_bundle, us_dataset, with_region
+from munet.integrations.dicom_outputs import class_probability_code
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -104,8 +104,8 @@ def _upload(client: DICOMwebClient, folder: Path) -> dict:
             "sources": {from_file.SOPInstanceUID: from_file, ybr.SOPInstanceUID: ybr}}
 
 
-def _pacs_infer(*args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "pacs_infer.py"), *args], cwd=REPO_ROOT,
+def _munet_infer(*args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "munet.cli", "infer", *args], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
@@ -118,7 +118,7 @@ def round_trip(orthanc, tmp_path_factory):
     uploaded = _upload(client, root / "upload")
     bundle = tiny_bundle(root / "bundle")
     out = root / "out"
-    result = _pacs_infer("--dicomweb_url", orthanc, "--study_uid", uploaded["study_a"], "--bundle_root", str(bundle),
+    result = _munet_infer(orthanc, "--study_uid", uploaded["study_a"], "--bundle", str(bundle),
                          "--output_dir", str(out))
     rows = list(csv.DictReader(open(out / "predictions.csv")))
     return client, uploaded, bundle, rows, result
@@ -180,7 +180,7 @@ def test_orthanc_round_trip_report_holds_the_class_probabilities(round_trip):
 
 def test_query_finds_the_image_series_and_leaves_the_results_out(round_trip, orthanc, tmp_path):
     client, uploaded, bundle, _, _ = round_trip
-    result = _pacs_infer("--dicomweb_url", orthanc, "--query", f"PatientID={PATIENT_A}", "--bundle_root", str(bundle),
+    result = _munet_infer(orthanc, "--query", f"PatientID={PATIENT_A}", "--bundle", str(bundle),
                          "--output_dir", str(tmp_path / "out"), "--no_store")
     assert "downloaded 2 instances of 1 series" in result.stdout  # not the SEG and SR series of the first run
     rows = list(csv.DictReader(open(tmp_path / "out" / "predictions.csv")))

@@ -6,15 +6,14 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from bundle.engines.ensemble import combine
-from bundle.engines.inferer import MultiTaskInferer
-from bundle.engines.metrics import MUNetMetrics
-from bundle.engines.postprocessing import LESION_PROB_KEY, SplitOutputd, gate_by_presence
-from bundle.engines.presence_threshold import choose_presence_threshold, gated_outcome
-from bundle.losses import MUNetLoss
-from bundle.networks import build_network
-from bundle.networks.munet import PRESENCE_KEY
-
+from munet.engines.ensemble import combine
+from munet.engines.inferer import MultiTaskInferer
+from munet.engines.metrics import MUNetMetrics
+from munet.engines.postprocessing import LESION_PROB_KEY, SplitOutputd, gate_by_presence
+from munet.engines.presence_threshold import choose_presence_threshold, gated_outcome
+from munet.losses import MUNetLoss
+from munet.networks import build_network
+from munet.networks.munet import PRESENCE_KEY
 
 
 def _logit(p: float) -> torch.Tensor:

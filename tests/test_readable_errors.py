@@ -1,7 +1,7 @@
 """Bad input ends a run with one short message, not two chained tracebacks.
 
 The errors are raised inside config expressions, which ``python -m monai.bundle run`` wraps in
-``RuntimeError('Failed to evaluate ConfigExpression ...')``; ``bundle.errors`` (installed when the
+``RuntimeError('Failed to evaluate ConfigExpression ...')``; ``munet.errors`` (installed when the
 configs import ``bundle``) prints only the bad-input message. The last two tests run the real
 command in a subprocess, for training and for inference, as a user would.
 """
@@ -17,17 +17,16 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from bundle_helpers import INFERENCE, LOGGING, META, REPO_ROOT, TINY, TRAIN, cli_args, config_arg
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
 
-import bundle
-from bundle.runner import bundle_argv
-from bundle import errors
-from bundle.data.validation import DataValidationError
-
-from bundle_helpers import INFERENCE, LOGGING, META, REPO_ROOT, TINY, TRAIN, cli_args
+import munet
+from munet import errors
+from munet.data.validation import DataValidationError
+from munet.engines.bundle_folder import bundle_argv
 
 MAX_ERROR_LINES = 15
 
@@ -38,13 +37,13 @@ def _wrapped(error: BaseException) -> RuntimeError:
         try:
             raise error
         except BaseException as inner:
-            raise RuntimeError("Failed to evaluate ConfigExpression: $bundle.data...") from inner
+            raise RuntimeError("Failed to evaluate ConfigExpression: $munet.data...") from inner
     except RuntimeError as outer:
         return outer
 
 
 def test_the_hook_is_installed_when_bundle_is_imported():
-    assert bundle.errors is errors
+    assert munet.errors is errors
     assert sys.excepthook is errors._excepthook
 
 
@@ -143,7 +142,7 @@ def test_training_with_five_bad_cases_ends_with_a_short_message(tmp_path):
     training = [good] + [{"image": path, "label": good["label"], "class": 0} for path in bad]
     (data / "datalist.json").write_text(json.dumps({"training": training, "validation": [good], "test": [good]}))
     values = {"bundle_root": str(tmp_path / "root"), "dataset_dir": str(data), **TINY}
-    result = _run(["training", "--meta_file", META, "--config_file", TRAIN, "--logging_file", LOGGING, *cli_args(values)], tmp_path)
+    result = _run(["training", "--meta_file", META, "--config_file", config_arg(TRAIN), "--logging_file", LOGGING, *cli_args(values)], tmp_path)
     lines = _assert_short_report(result, bad, f"5 of 6 cases in {data / 'datalist.json'} [training] are unusable")
     print(f"\n{len(lines)} lines of error output:\n" + "\n".join(lines))
 
@@ -154,15 +153,16 @@ def test_inference_on_a_folder_with_bad_images_ends_with_a_short_message(tmp_pat
     (folder / "notes.txt").write_text("not an image: left out, named in the log")
     bad = _five_bad_images(folder / "bad")
     values = {"bundle_root": str(tmp_path / "root"), "datalist": str(folder), **TINY}
-    result = _run(["inferring", "--meta_file", META, "--config_file", INFERENCE, "--logging_file", LOGGING,
+    result = _run(["inferring", "--meta_file", META, "--config_file", config_arg(INFERENCE), "--logging_file", LOGGING,
                    *cli_args(values)], tmp_path)
     _assert_short_report(result, bad, f"5 of 6 cases in the images under {folder} are unusable")
     assert "notes.txt: not an image" in result.stdout and "found 6 images in 7 files" in result.stdout
 
 
-def test_readme_documents_the_short_errors_and_links_the_input_table():
-    text = (REPO_ROOT / "README.md").read_text()
-    assert "--skip_bad_cases True" in text and errors.TRACEBACK_ENV in text and "(docs/dicom.md)" in text
+def test_docs_document_the_short_errors_and_link_the_input_table():
+    training = (REPO_ROOT / "docs" / "training.md").read_text()
+    assert "--skip_bad_cases True" in training and errors.TRACEBACK_ENV in training and "(dicom.md)" in training
+    assert "(docs/dicom.md)" in (REPO_ROOT / "README.md").read_text()
 
 
 def test_every_test_named_in_the_input_table_exists():

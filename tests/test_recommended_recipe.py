@@ -1,11 +1,11 @@
-"""The recommended recipe runs end to end on a 10-case BUSI subset and leaves a servable bundle folder
-(skipped without the BUSI folder)."""
+"""The recommended recipe (``munet train`` inside research/train_recommended) runs end to end on a
+10-case BUSI subset and leaves a servable bundle folder (skipped without the BUSI folder)."""
 
 from __future__ import annotations
 
 import csv
-import json
 import importlib
+import json
 import os
 import shutil
 import subprocess
@@ -13,34 +13,29 @@ import sys
 
 import pytest
 import torch
-
+from bundle_helpers import REPO_ROOT
 from monai.bundle import ConfigParser
 
-from bundle_helpers import REPO_ROOT
+from munet.engines.bundle_folder import read_bundle_config
 
 BUSI = REPO_ROOT.parent / "shared" / "data" / "busi"
 
 
 def _script_module(name: str):
-    """A module of scripts/ (they import each other by bare name, so scripts/ goes on sys.path)."""
-    scripts = str(REPO_ROOT / "scripts")
-    if scripts not in sys.path:
-        sys.path.insert(0, scripts)
-    return importlib.import_module(name)
+    """A module of research/ (a package of the checkout, imported as ``research.<name>``)."""
+    return importlib.import_module(f"research.{name}")
 
 
 def served_values(bundle_root, *keys):
-    """The values the bundle folder's inference.json resolves (it reads network values from its train.json)."""
-    parser = ConfigParser()
-    parser.read_config(str(bundle_root / "configs" / "inference.json"))
-    parser["bundle_root"] = str(bundle_root)
+    """The values the bundle folder's inference resolves (inference.json merged over its train.json)."""
+    parser = read_bundle_config(bundle_root)
     return [parser.get_parsed_content(key) for key in keys]
 
 
 @pytest.mark.skipif(not (BUSI / "manifest.csv").is_file(), reason=f"BUSI data not found at {BUSI} (../shared/data/busi)")
 def test_recipe_trains_a_bundle_with_a_presence_threshold_and_reports_it(tmp_path):
     out = tmp_path / "recommended"
-    command = [sys.executable, "scripts/train_recommended.py", "--busi_dir", str(BUSI), "--output_dir", str(out),
+    command = [sys.executable, "-m", "research.train_recommended", "--busi_dir", str(BUSI), "--output_dir", str(out),
                "--limit_per_split", "10", "--overrides", '{"image_size": 64, "max_epochs": 1}']
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -59,10 +54,15 @@ def test_recipe_trains_a_bundle_with_a_presence_threshold_and_reports_it(tmp_pat
     # served as the recipe says: masks averaged over 3 sizes and 2 flips, class and presence at the trained size
     scales, flips, scale_heads = served_values(out, "inference_scales", "inference_flips", "inference_scale_image_heads")
     assert (scales, flips, scale_heads) == (record["recipe"]["inference_scales"], True, False) and len(scales) == 3
-    # the recipe lists each normal training image twice; validation keeps each once
-    datalist = json.loads((out / record["data"]).read_text())
-    normal_ids = [item["id"] for item in datalist["training"] if "class" not in item]
-    assert record["recipe"]["normal_repeats"] == 2 and normal_ids and all(normal_ids.count(i) == 2 for i in normal_ids)
+    # the recipe trains each normal image twice (train.json's normal_repeats); validation keeps each once
+    from munet.data.validation import checked_datalist
+
+    datalist_path = out / record["data"]
+    datalist = json.loads(datalist_path.read_text())
+    assert record["recipe"]["normal_repeats"] == 2 == train["normal_repeats"]
+    trained = checked_datalist(str(datalist_path), "training", str(out / "data"), require_lesion=False, normal_repeats=2)
+    normal_ids = [item["id"] for item in trained if "class" not in item]
+    assert normal_ids and all(normal_ids.count(i) == 2 for i in normal_ids)
     assert len({item["id"] for item in datalist["validation"]}) == len(datalist["validation"])
     # the CPU recipe serves the last epoch's weights; the best-validation-score ones stay beside them
     served = torch.load(out / "models" / "model.pt", weights_only=True)
@@ -101,7 +101,7 @@ def test_recipe_trains_a_bundle_with_a_presence_threshold_and_reports_it(tmp_pat
     target = tmp_path / "study" / "recommended" / "recommended_seed0"
     target.parent.mkdir(parents=True)
     out.rename(target)
-    study = [sys.executable, "scripts/recommended_study.py", "--busi_dir", str(BUSI), "--output_dir", str(tmp_path / "study"),
+    study = [sys.executable, "-m", "research.recommended_study", "--busi_dir", str(BUSI), "--output_dir", str(tmp_path / "study"),
              "--docs_dir", str(docs), "--seeds", "[0]", "--report_only", "True"]
     result = subprocess.run(study, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -122,15 +122,15 @@ def test_recipe_trains_a_bundle_with_a_presence_threshold_and_reports_it(tmp_pat
     # the same choice from the command users run, which prints how to serve the ensemble with it
     data = tmp_path / "study" / "recommended" / "data"
     members = [str(target), str(target.parent / "recommended_seed1")]
-    chosen = subprocess.run([sys.executable, "scripts/ensemble_threshold.py", "--bundles", json.dumps(members),
+    chosen = subprocess.run([sys.executable, "-m", "research.ensemble_threshold", "--bundles", json.dumps(members),
                              "--dataset_dir", str(data), "--datalist", str(data / "datalist_with_normals.json"),
                              "--output_dir", str(tmp_path / "ensemble")], cwd=REPO_ROOT, capture_output=True, text=True,
                             timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert chosen.returncode == 0, chosen.stdout[-3000:] + chosen.stderr[-3000:]
     written = json.loads((tmp_path / "ensemble" / "ensemble_threshold.json").read_text())
     assert written["presence_threshold"] == pytest.approx(ensemble["presence_threshold"], abs=1e-6)
-    assert f"--presence_threshold {written['presence_threshold']:.6f}" in chosen.stdout and "--ensemble_bundles" in chosen.stdout
-    lonely = subprocess.run([sys.executable, "scripts/ensemble_threshold.py", "--bundles", json.dumps(members[:1]),
+    assert f"--presence_threshold {written['presence_threshold']:.6f}" in chosen.stdout and "munet infer" in chosen.stdout
+    lonely = subprocess.run([sys.executable, "-m", "research.ensemble_threshold", "--bundles", json.dumps(members[:1]),
                              "--dataset_dir", str(data), "--datalist", str(data / "datalist_with_normals.json")],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert lonely.returncode != 0 and "at least two bundles" in lonely.stderr
@@ -162,27 +162,29 @@ def test_ensemble_threshold_refuses_members_without_presence_head_and_validation
         module.ensemble_threshold(members[0], str(tmp_path), str(datalist))  # one path, not its characters
 
 
-def test_scripts_of_another_checkout_refuse_to_run_this_checkouts_bundle(tmp_path):
-    """A snapshot checkout's scripts would import the editable install's bundle package and record a commit that
-    did not train the run: they stop at import, naming the fix."""
-    shutil.copytree(REPO_ROOT / "scripts", tmp_path / "snapshot" / "scripts")
-    ran = subprocess.run([sys.executable, str(tmp_path / "snapshot" / "scripts" / "train_recommended.py"), "--help"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, "PAGER": "cat"})
-    assert ran.returncode != 0 and f"PYTHONPATH={tmp_path / 'snapshot'}" in ran.stderr and "import the bundle package installed from" in ran.stderr
+def test_research_run_from_another_checkout_uses_that_checkouts_package(tmp_path):
+    """A git worktree snapshot runs ``python -m research.<name>`` from its root: it must import its own
+    ``munet``, not the editable install's (which would train with other code and record another commit)."""
+    snapshot = tmp_path / "snapshot"
+    for part in ("munet", "research", "configs"):
+        shutil.copytree(REPO_ROOT / part, snapshot / part, ignore=shutil.ignore_patterns("__pycache__"))
+    code = "import munet, research.study_common as s; print(munet.__file__); print(s.REPO)"
+    ran = subprocess.run([sys.executable, "-c", code], cwd=snapshot, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    package, repo = ran.stdout.split()
+    assert package == str(snapshot / "munet" / "__init__.py") and repo == str(snapshot)
 
 
 def test_a_none_override_reaches_the_config_through_the_bundle_cli():
     """The study scripts switch the presence gate off with ``presence_threshold=None``; MONAI's bundle
     CLI drops None-valued overrides, so the scripts must write it as the expression ``$None``."""
-    import importlib.util
 
     from monai.bundle.scripts import update_kwargs
 
-    spec = importlib.util.spec_from_file_location("study_common", REPO_ROOT / "scripts" / "study_common.py")
-    study_common = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study_common)
+    from munet.engines.bundle_folder import override_args
+
     assert update_kwargs(presence_threshold=None) == {}  # why None cannot be passed as it is
-    args = study_common.cli_args({"presence_threshold": None, "inference_scales": [1.0, 1.5], "seed": 3})
+    args = override_args({"presence_threshold": None, "inference_scales": [1.0, 1.5], "seed": 3})
     assert args == ["--presence_threshold", "$None", "--inference_scales", "[1.0, 1.5]", "--seed", "3"]
     parser = ConfigParser({"presence_threshold": 0.5})
     parser.update(update_kwargs(presence_threshold=args[1]))
@@ -190,17 +192,8 @@ def test_a_none_override_reaches_the_config_through_the_bundle_cli():
 
 
 def _load_study():
-    """scripts/recommended_study.py as a module (it imports its sibling scripts by name)."""
-    import importlib.util
-
-    sys.path.insert(0, str(REPO_ROOT / "scripts"))
-    try:
-        spec = importlib.util.spec_from_file_location("recommended_study", REPO_ROOT / "scripts" / "recommended_study.py")
-        study = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(study)
-    finally:
-        sys.path.remove(str(REPO_ROOT / "scripts"))
-    return study
+    """research/recommended_study.py as a module."""
+    return _script_module("recommended_study")
 
 
 def test_training_minutes_name_their_threads_and_are_not_averaged_across_thread_counts():
@@ -249,11 +242,7 @@ def test_recipe_refuses_unknown_tracking_and_names_the_machine_it_trains_on(tmp_
 def test_inference_choice_measures_the_presence_decision_it_would_serve():
     """The presence figures a test-time setting is chosen by: AUC of lesion against normal validation images,
     and the Youden threshold's recall, specificity and lesion Dice once the gated lesion images score 0."""
-    sys.path.insert(0, str(REPO_ROOT / "scripts"))
-    try:
-        from inference_choice import presence_figures
-    finally:
-        sys.path.remove(str(REPO_ROOT / "scripts"))
+    from research.inference_choice import presence_figures
     lesion_probs = [0.9] * 19 + [0.05]  # one lesion image the presence head misses: 95 % recall allows gating it
     normal_probs = [0.1, 0.4, 0.2]
     figures = presence_figures(lesion_probs, normal_probs, [0.8] * 20, [True, True, False])

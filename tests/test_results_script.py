@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from bundle_helpers import REPO_ROOT
 
 BUSI = REPO_ROOT.parent / "shared" / "data" / "busi"
@@ -16,7 +15,7 @@ BUSI = REPO_ROOT.parent / "shared" / "data" / "busi"
 
 @pytest.mark.skipif(not (BUSI / "manifest.csv").is_file(), reason=f"BUSI data not found at {BUSI} (../shared/data/busi)")
 def test_results_script_on_a_small_busi_subset(tmp_path):
-    command = [sys.executable, "scripts/make_results.py", "--busi_dir", str(BUSI), "--output_dir", str(tmp_path / "out"),
+    command = [sys.executable, "-m", "research.make_results", "--busi_dir", str(BUSI), "--output_dir", str(tmp_path / "out"),
                "--docs_dir", str(tmp_path / "docs"), "--image_size", "64", "--base_channels", "8", "--epochs", "1",
                "--seeds", "[0]", "--limit_per_split", "4", "--multiscale_sizes", "[64,96]"]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200,

@@ -8,13 +8,13 @@ import subprocess
 import time
 
 import torch
+from bundle_helpers import LOGGING, META, REPO_ROOT, TRAIN, cli_args, config_arg, make_tiny_dataset, overrides, run_bundle
 
-from bundle.runner import bundle_argv
-from bundle_helpers import LOGGING, META, REPO_ROOT, TRAIN, cli_args, make_tiny_dataset, overrides, run_bundle
+from munet.engines.bundle_folder import bundle_argv
 
 
 def _train_command(values) -> list:
-    return bundle_argv("run", "training", "--meta_file", META, "--config_file", TRAIN,
+    return bundle_argv("run", "training", "--meta_file", META, "--config_file", config_arg(TRAIN),
             "--logging_file", LOGGING, *cli_args(values))
 
 
@@ -53,7 +53,7 @@ def test_sigkill_mid_epoch_then_resume_reaches_the_requested_epochs(tmp_path):
     completed = killed_state["trainer"]["iteration"] // epoch_length
     assert 2 <= completed < 6
 
-    result = run_bundle(["run", "training", "--meta_file", META, "--config_file", TRAIN, "--logging_file", LOGGING,
+    result = run_bundle(["run", "training", "--meta_file", META, "--config_file", config_arg(TRAIN), "--logging_file", LOGGING,
                          *cli_args({**values, "resume": True})])
     output = result.stdout + result.stderr
     assert f"resuming from {tmp_path / 'models' / 'checkpoint_last.pt'} after epoch {completed} of 6" in output
@@ -74,7 +74,7 @@ class _Unpicklable:
 def test_a_fixed_name_saver_removes_the_temp_files_of_a_killed_save_and_only_those(tmp_path):
     """A SIGKILL during ``torch.save`` leaves ``.checkpoint_last.pt.<random>.tmp`` (no cleanup runs in a killed
     process); the resumed run's saver deletes it, and leaves other files alone."""
-    from bundle.engines.checkpoint import AtomicDiskSaver
+    from munet.engines.checkpoint import AtomicDiskSaver
 
     stale = tmp_path / ".checkpoint_last.pt.k1ll3d00.tmp"
     stale.write_bytes(b"half a checkpoint")
@@ -92,7 +92,7 @@ def test_a_fixed_name_saver_removes_the_temp_files_of_a_killed_save_and_only_tho
 def test_atomic_save_keeps_the_old_checkpoint_when_a_write_fails(tmp_path):
     import pytest
 
-    from bundle.engines.checkpoint import atomic_torch_save
+    from munet.engines.checkpoint import atomic_torch_save
 
     path = tmp_path / "checkpoint_last.pt"
     atomic_torch_save({"weights": torch.ones(3)}, path)
@@ -109,8 +109,8 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
     import numpy as np
     from monai.transforms import Compose, RandGaussianNoise
 
-    from bundle.engines.checkpoint import atomic_torch_save
-    from bundle.engines.resume import RNGState
+    from munet.engines.checkpoint import atomic_torch_save
+    from munet.engines.resume import RNGState
 
     transforms = Compose([RandGaussianNoise(prob=1.0)])
     state = RNGState(transforms)

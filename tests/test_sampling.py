@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import torch
 
-from bundle.data.sampling import CASE_INDEX_KEY, MultiScaleBatchSampler, SizedDataset, aspect_group, size_groups
+from munet.data.sampling import CASE_INDEX_KEY, MultiScaleBatchSampler, SizedDataset, aspect_group, size_groups
 
 PORTRAIT, SQUARE, LANDSCAPE = (300, 200), (250, 240), (200, 320)
 
@@ -90,7 +90,7 @@ def test_sized_dataset_fits_each_case_into_the_batch_size():
 
 
 def test_hardness_rates_wrong_predictions_higher():
-    from bundle.engines.hard_examples import case_hardness
+    from munet.engines.hard_examples import case_hardness
 
     mask = torch.zeros(1, 8, 8)
     mask[:, 2:6, 2:6] = 1
@@ -103,7 +103,7 @@ def test_hardness_rates_wrong_predictions_higher():
 
 
 def test_class_balance_draws_each_class_equally_often():
-    from bundle.data.sampling import balanced_weights
+    from munet.data.sampling import balanced_weights
 
     items = [{"class": 0}] * 8 + [{"class": 1}] * 2
     weights = balanced_weights(items)

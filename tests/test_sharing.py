@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from monai.bundle import ConfigParser, ConfigWorkflow
+from bundle_helpers import REPO_ROOT, make_tiny_dataset, overrides
+from monai.bundle import ConfigWorkflow
 from PIL import Image
 
-from bundle.runner import bundle_argv
-from bundle.sharing.checksums import IntegrityError, sha256_of
-from bundle.sharing.package import PACKAGED, build_package, unpack_package
-from bundle.sharing.review import review_configs
-from bundle.sharing.zoo_checks import run_zoo_checks
-from bundle_helpers import REPO_ROOT, make_tiny_dataset, overrides
+from munet.engines.bundle_folder import bundle_argv, read_bundle_config
+from munet.integrations.sharing.package import PACKAGED, build_package, unpack_package
+from munet.integrations.sharing.review import review_configs
+from munet.integrations.sharing.zoo_checks import run_zoo_checks
+from munet.utils.hashing import IntegrityError, sha256_of
 
 NETWORK_OVERRIDES = {"base_channels": 8, "image_size": 64}
 
@@ -40,7 +40,7 @@ def _infer(bundle_root: Path, data: Path, out: Path) -> subprocess.CompletedProc
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["HF_HUB_OFFLINE"] = "1"
     command = bundle_argv("run", "inferring", "--meta_file", "configs/metadata.json",
-               "--config_file", "configs/inference.json", "--logging_file", "configs/logging.conf",
+               "--config_file", "['configs/train.json','configs/inference.json']", "--logging_file", "configs/logging.conf",
                "--dataset_dir", str(data), "--output_dir", str(out))
     result = subprocess.run(command, cwd=bundle_root, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -69,19 +69,17 @@ def test_package_layout_and_manifest(shared):
     assert archive.name == "munet_ultrasound_v" + json.loads((REPO_ROOT / "configs/metadata.json").read_text())["version"] + ".zip"
     names = zipfile.ZipFile(archive).namelist()
     for required in ("configs/metadata.json", "configs/inference.json", "models/model.pt", "models/model.ts",
-                     "checksums.sha256", "large_files.yml", "LICENSE", "bundle/networks/munet.py", "docs/README.md"):
+                     "checksums.sha256", "large_files.yml", "LICENSE", "munet/networks/munet.py", "docs/README.md"):
         assert f"munet_ultrasound/{required}" in names, required
     assert not [n for n in names if "__pycache__" in n or n.startswith("munet_ultrasound/tests/")]
     large = yaml.safe_load((received / "large_files.yml").read_text())["large_files"]
     assert [entry["path"] for entry in large] == ["models/model.pt", "models/model.ts"]
     assert large[0]["hash_val"] == sha256_of(received / "models" / "model.pt") and large[0]["hash_type"] == "sha256"
-    # the trained width is written once, in train.json; inference.json reads it from there
+    # the trained width is written once, in train.json; inference.json merges over it; the weights' record travels along
     assert json.loads((received / "configs" / "train.json").read_text())["base_channels"] == 8
-    assert json.loads((received / "configs" / "inference.json").read_text())["base_channels"] == "$@training_values['base_channels']"
-    parser = ConfigParser()
-    parser.read_config(str(received / "configs" / "inference.json"))
-    parser["bundle_root"] = str(received)
-    assert parser.get_parsed_content("base_channels") == 8
+    assert "base_channels" not in json.loads((received / "configs" / "inference.json").read_text())
+    assert read_bundle_config(received).get_parsed_content("base_channels") == 8
+    assert json.loads((received / "models" / "model.json").read_text())["sha256"] == sha256_of(received / "models" / "model.pt")
 
 
 def test_received_bundle_passes_the_zoo_checks(shared):
@@ -146,7 +144,7 @@ def test_review_lists_every_executable_entry_and_flags_foreign_code(tmp_path):
     assert not [e for e in entries if e.flagged], [e.text for e in entries if e.flagged]
     kinds = {e.kind for e in entries}
     assert kinds == {"import", "expression", "target"}
-    assert any(e.config_id == "network_def#_target_" and e.text == "bundle.networks.build_network" for e in entries)
+    assert any(e.config_id == "network_def#_target_" and e.text == "munet.networks.build_network" for e in entries)
     bundle = _copy_bundle(tmp_path / "b")
     config = json.loads((bundle / "configs" / "inference.json").read_text())
     config["ckpt_path"] = "$__import__('subprocess').run(['id']) and @bundle_root + '/models/model.pt'"

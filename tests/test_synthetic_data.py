@@ -1,4 +1,4 @@
-"""Tests of the synthetic ultrasound generator (bundle/dataset_tools/)."""
+"""Tests of the synthetic ultrasound generator (munet/dataset_tools/)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage as ndi
 
-from bundle.dataset_tools.demo_dataset import _draw_size, generate_demo_dataset
-from bundle.dataset_tools.ultrasound_simulator import make_case
+from munet.dataset_tools.demo_dataset import _draw_size, generate_demo_dataset
+from munet.dataset_tools.ultrasound_simulator import make_case
 
 SMALL = {"n_train": 6, "n_val": 3, "n_test": 3, "min_size": 128, "max_size": 160}
 

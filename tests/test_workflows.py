@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from bundle_helpers import EVALUATE, INFERENCE, TRAIN, make_tiny_dataset, run_workflow
+from PIL import Image
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +49,7 @@ def _auc_by_pairs(scores, labels) -> float:
 
 def test_evaluation_metrics_match_a_hand_computation(trained):
     root, data = trained
-    run_workflow("train", [TRAIN, EVALUATE], root, data)
+    run_workflow("train", EVALUATE, root, data)
 
     metrics = json.loads((root / "eval" / "metrics.json").read_text())
     rows = _read_csv(root / "eval" / "per_case.csv")
@@ -101,48 +100,61 @@ def test_inference_writes_masks_at_input_size_and_class_probabilities(trained):
 
 
 def test_inference_config_builds_the_network_that_training_trains(tmp_path):
-    """inference.json takes every network and preprocessing value from the bundle's train.json: one source."""
+    """Every network, preprocessing and serving value is written once, in train.json: inference.json
+    and evaluate.json merge over it and re-state none of them, and read no config through Python."""
     from monai.bundle import ConfigParser
 
-    from bundle.shared_values import SHARED_KEYS
+    from munet.engines.bundle_folder import read_bundle_config
 
-    train = json.loads(Path(TRAIN).read_text())
-    infer = json.loads(Path(INFERENCE).read_text())
-    for key in SHARED_KEYS:  # a reference in inference.json, a value in train.json only
-        assert infer[key] == f"$@training_values['{key}']" and not str(train[key]).startswith(("$", "@")), key
-    shared = {k: v for k, v in train["network_def"].items() if k not in ("output", "pretrained", "pretrained_sha256")}
-    assert {k: v for k, v in infer["network_def"].items() if k != "output"} == shared
-    # a bundle whose train.json says otherwise is served with its own values
+    configs = Path(TRAIN[0]).parent
+    train = json.loads((configs / "train.json").read_text())
+    plain = {k for k, v in train.items() if not isinstance(v, (dict, list)) and not str(v).startswith(("$", "@", "%"))}
+    for name in ("inference.json", "evaluate.json"):
+        overlay = json.loads((configs / name).read_text())
+        restated = sorted(plain & set(overlay) - {"output_dir", "pretrained"})  # where outputs go; no ImageNet download to serve
+        assert not restated, f"{name} re-states train.json values {restated}"
+        assert "training_values" not in json.dumps(overlay) and "ConfigParser" not in json.dumps(overlay)
+    # a bundle folder whose train.json says otherwise is served with its own values
     (tmp_path / "configs").mkdir()
-    (tmp_path / "configs" / "train.json").write_text(json.dumps({**train, "image_size": 320, "backbone": "resnet18"}))
+    for name in ("inference.json", "evaluate.json"):
+        (tmp_path / "configs" / name).write_text((configs / name).read_text())
+    (tmp_path / "configs" / "train.json").write_text(json.dumps({**train, "image_size": 320, "backbone": "resnet18",
+                                                                 "inference_flips": True, "inference_scales": [0.875, 1.0]}))
+    parser = read_bundle_config(tmp_path)
+    assert parser.get_parsed_content("image_size") == 320 and parser.get_parsed_content("network_def").settings["backbone"] == "resnet18"
+    assert parser.get_parsed_content("class_names") == train["class_names"]
+    inferer = parser.get_parsed_content("serving")
+    assert (inferer.flips, inferer.scales) == (True, [0.875, 1.0])
+    # evaluation serves the model as inference does (a bundle trained with test-time flips is evaluated with them)
+    merged = read_bundle_config(tmp_path, ("evaluate.json",))
+    assert merged.get_parsed_content("validate#inferer").flips is True
+    # and a command-line value still wins, as for any key
     parser = ConfigParser()
     parser.read_config(INFERENCE)
-    parser["bundle_root"] = str(tmp_path)
-    assert parser.get_parsed_content("image_size") == 320 and parser.get_parsed_content("backbone") == "resnet18"
-    assert parser.get_parsed_content("class_names") == train["class_names"]
-    # and a command-line value still wins, as for any key
     parser["image_size"] = 128
     assert parser.get_parsed_content("image_size") == 128
-    # evaluate.json has none of these values: merged over the bundle's train.json, it serves the model
-    # as that train.json says (a bundle trained with test-time flips is evaluated with them)
-    assert not set(SHARED_KEYS) & set(json.loads(Path(EVALUATE).read_text()))
-    (tmp_path / "configs" / "train.json").write_text(json.dumps({**train, "inference_flips": True, "inference_scales": [0.875, 1.0]}))
-    merged = ConfigParser()
-    merged.read_config([str(tmp_path / "configs" / "train.json"), EVALUATE])
-    merged["bundle_root"] = str(tmp_path)
-    inferer = merged.get_parsed_content("validate#inferer")
-    assert (inferer.flips, inferer.scales) == (True, [0.875, 1.0])
-    # a bundle written before a serving value existed still serves: the missing value takes the code's default
-    older = {k: v for k, v in train.items() if k not in ("inference_scales", "inference_scale_image_heads")}
-    (tmp_path / "configs" / "train.json").write_text(json.dumps({**older, "image_size": 320}))
-    parser = ConfigParser()
-    parser.read_config(INFERENCE)
-    parser["bundle_root"] = str(tmp_path)
-    assert parser.get_parsed_content("image_size") == 320
-    assert parser.get_parsed_content("inference_scales") == train["inference_scales"]
-    assert parser.get_parsed_content("inference_scale_image_heads") is train["inference_scale_image_heads"]
-    # an output folder without configs (--bundle_root runs/x) is served with the train.json beside the code
-    outputs = ConfigParser()
-    outputs.read_config(INFERENCE)
-    outputs["bundle_root"] = str(tmp_path / "outputs_only")
-    assert outputs.get_parsed_content("image_size") == train["image_size"]
+
+
+def test_configs_wire_instead_of_orchestrating():
+    """Config expressions stay one short line (at most 120 characters) and hold no ``if ... else``:
+    decisions live in named functions of the package."""
+    import re
+
+    configs = Path(TRAIN[0]).parent
+    found = []
+
+    def walk(value, where):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{where}#{key}")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, f"{where}#{i}")
+        elif isinstance(value, str) and value.startswith("$"):
+            if len(value) > 120 or re.search(r"\bif\b.*\belse\b", value):
+                found.append(f"{where}: {value}")
+
+    files = sorted(configs.glob("*.json")) + sorted((configs / "recipes").glob("*.json"))
+    for path in files:
+        walk(json.loads(path.read_text()), path.name)
+    assert len(files) >= 8 and not found, "\n".join(found)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import torch
+from bundle_helpers import INFERENCE, META, REPO_ROOT, config_arg, run_bundle
 from monai.bundle import ConfigParser
-
-from bundle_helpers import INFERENCE, META, REPO_ROOT, run_bundle
 
 SCHEMA = str(REPO_ROOT / "configs" / "schema" / "meta_schema_20240725.json")
 
@@ -23,7 +22,7 @@ def test_metadata_version_is_in_the_changelog():
 
 
 def test_network_def_input_and_output_match_metadata():
-    result = run_bundle(["verify_net_in_out", "network_def", "--meta_file", META, "--config_file", INFERENCE, "--n", "3"])
+    result = run_bundle(["verify_net_in_out", "network_def", "--meta_file", META, "--config_file", config_arg(INFERENCE), "--n", "3"])
     assert "data shape of network is verified with no error" in result.stdout + result.stderr
 
 
@@ -40,7 +39,7 @@ def test_ckpt_export_gives_a_torchscript_that_matches_eager(tmp_path):
             "--filepath", str(ts_path),
             "--ckpt_file", str(tmp_path / "model.pt"),
             "--meta_file", META,
-            "--config_file", INFERENCE,
+            "--config_file", config_arg(INFERENCE),
             "--base_channels", "8",
         ]
     )

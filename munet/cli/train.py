@@ -1,0 +1,133 @@
+"""``munet train``: a recipe trained into a bundle folder that serves as it is.
+
+The bundle folder (``--output_dir``) gets ``configs/`` (the repository's, with the recipe's and
+the command line's values written into its train.json: the folder's configs are then the one
+record of how its model was built and is served), ``models/model.pt`` with its sidecar, and
+``eval/``. When the network has a presence head and the validation split holds normal images,
+the presence threshold is chosen on that split (never the test split) and written into the
+folder's train.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from munet.engines.bundle_folder import REPO_ROOT, run_bundle_command, workflow_argv
+from munet.engines.presence_threshold import THRESHOLD_RULES, choose_presence_threshold
+
+__all__ = ["RECIPES", "recipe_values", "make_bundle_folder", "train_bundle", "validation_presence_threshold"]
+
+RECIPES_DIR = REPO_ROOT / "configs" / "recipes"
+#: ``recommended`` is train.json itself; the others are overlays in configs/recipes/
+RECIPES = ("recommended",) + tuple(sorted(p.stem for p in RECIPES_DIR.glob("*.json")))
+
+
+def recipe_values(recipe: str) -> Dict[str, Any]:
+    """The values ``recipe`` sets over train.json (none for ``recommended``)."""
+    if recipe == "recommended":
+        return {}
+    path = RECIPES_DIR / f"{recipe}.json"
+    if not path.is_file():
+        raise ValueError(f"unknown recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
+    return {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+
+
+def make_bundle_folder(root: Path, values: Dict[str, Any]) -> Path:
+    """``root/configs``: the repository's configs with ``values`` written into train.json."""
+    target = root / "configs"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(REPO_ROOT / "configs", target, ignore=shutil.ignore_patterns("recipes"))
+    train = json.loads((target / "train.json").read_text())
+    for key, value in values.items():
+        *parents, name = key.split("#")  # "loss#dice_batch" sets a value inside a group, as MONAI's overrides do
+        node = train
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or name not in node:
+            raise ValueError(f"{key}: not a setting of configs/train.json (its top-level keys, or group#key)")
+        node[name] = value
+    (target / "train.json").write_text(json.dumps(train, indent=4) + "\n")
+    return target
+
+
+def _presence_probs(predictions: Path) -> Dict[str, float]:
+    with open(predictions / "predictions.csv", newline="") as stream:
+        return {Path(row["image"]).name: float(row["lesion_prob"]) for row in csv.DictReader(stream)}
+
+
+def validation_presence_threshold(root: Path, datalist: Path, dataset_dir: Path, rule: str = "youden",
+                                  min_lesion_recall: float = 0.95, **values: Any) -> Tuple[Optional[float], Dict]:
+    """The presence threshold ``rule`` chooses on the validation split of ``datalist`` (lesion and
+    normal images), predicted without the gate by the bundle folder ``root``; None when the split
+    has no normal image. Returns it and a summary of the validation figures."""
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"unknown threshold rule {rule!r}: choose one of {', '.join(THRESHOLD_RULES)}")
+    items: List[Dict] = json.loads(datalist.read_text()).get("validation", [])
+    lesions = [Path(i["image"]).name for i in items if "class" in i]
+    normals = [Path(i["image"]).name for i in items if "class" not in i]
+    if not normals or not lesions:
+        return None, {"lesion_images": len(lesions), "normal_images": len(normals), "reason": "no normal or no lesion image"}
+    out = root / "eval" / "validation_presence"
+    run_bundle_command(workflow_argv("inferring", root, datalist=str(datalist), dataset_dir=str(dataset_dir),
+                                     input_split="validation", output_dir=str(out), presence_threshold=None,
+                                     write_dicom_seg=False, **values), root / "logs" / "validation_presence.log")
+    probs = _presence_probs(out)
+    lesion_p, normal_p = [probs[n] for n in lesions], [probs[n] for n in normals]
+    threshold = choose_presence_threshold(lesion_p, normal_p, rule, min_lesion_recall)
+    summary = {"rule": rule, "min_lesion_recall": min_lesion_recall, "lesion_images": len(lesion_p),
+               "normal_images": len(normal_p), "lesion_recall": sum(p >= threshold for p in lesion_p) / len(lesion_p),
+               "normal_specificity": sum(p < threshold for p in normal_p) / len(normal_p)}
+    return threshold, summary
+
+
+def train_bundle(output_dir: str, dataset_dir: Optional[str] = None, datalist: Optional[str] = None,
+                 busi_dir: Optional[str] = None, recipe: str = "recommended", seed: int = 0, tracking: str = "mlflow",
+                 tracking_uri: Optional[str] = None, resume: bool = False, threshold_rule: str = "youden",
+                 limit_per_split: Optional[int] = None, log: Optional[Path] = None, choose_threshold: bool = True,
+                 **overrides: Any) -> Dict[str, Any]:
+    """Train ``recipe`` into the bundle folder ``output_dir``; returns what was done (also printed).
+    ``choose_threshold`` False leaves the presence threshold to the caller (a study that records every rule)."""
+    if tracking not in ("mlflow", "none"):
+        raise ValueError(f"unknown tracking {tracking!r}: choose mlflow or none")
+    values = {**recipe_values(recipe), **overrides, "seed": seed}  # an unknown recipe is refused before any work
+    root = Path(output_dir).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    if busi_dir:
+        from munet.dataset_tools.busi import busi_with_normals
+
+        data = Path(dataset_dir).resolve() if dataset_dir else root / "data"
+        data_list = busi_with_normals(busi_dir, data, limit_per_split)
+    elif dataset_dir:
+        data = Path(dataset_dir).resolve()
+        data_list = Path(datalist).resolve() if datalist else data / "datalist.json"
+    else:
+        raise ValueError("give --dataset_dir (a folder with datalist.json) or --busi_dir (the prepared BUSI folder)")
+    if not data_list.is_file():
+        raise FileNotFoundError(f"datalist not found: {data_list}")
+    make_bundle_folder(root, values)
+    print(f"[munet train] recipe {recipe} -> {root} ({json.dumps(values)})", flush=True)
+    run_values: Dict[str, Any] = {"dataset_dir": str(data), "datalist": str(data_list), "resume": resume}
+    args = workflow_argv("training", root, **run_values)
+    if tracking == "mlflow":
+        args += ["--tracking", "mlflow"] + (["--tracking_uri", tracking_uri] if tracking_uri else [])
+    seconds = run_bundle_command(args, log)
+    print(f"[munet train] trained in {seconds / 60:.1f} min: {root / 'models' / 'model.pt'}", flush=True)
+    record: Dict[str, Any] = {"bundle": str(root), "recipe": recipe, "train_seconds": round(seconds, 1)}
+    train_config = json.loads((root / "configs" / "train.json").read_text())
+    if train_config.get("presence_head") and choose_threshold:
+        threshold, summary = validation_presence_threshold(root, data_list, data, threshold_rule)
+        record["validation_presence"] = summary
+        if threshold is not None:
+            train_config["presence_threshold"] = threshold
+            (root / "configs" / "train.json").write_text(json.dumps(train_config, indent=4) + "\n")
+            record["presence_threshold"] = threshold
+            print(f"[munet train] presence threshold {threshold:.4f} ({threshold_rule}, on validation): {summary}", flush=True)
+        else:
+            print(f"[munet train] presence threshold left at {train_config['presence_threshold']}: {summary['reason']}", flush=True)
+    (root / "train_record.json").write_text(json.dumps(record, indent=1))
+    return record

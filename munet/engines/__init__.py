@@ -1,0 +1,22 @@
+"""Ignite/MONAI engine glue for the multi-task output: batches, inferer, post-processing, metrics, handlers,
+checkpoints, resume, interaction, weights sidecars and bundle folders."""
+
+from munet.engines import (
+                           bundle_folder,
+                           checkpoint,
+                           distributed,
+                           ensemble,
+                           handlers,
+                           hard_examples,
+                           inferer,
+                           interaction,
+                           metrics,
+                           postprocessing,
+                           prepare_batch,
+                           presence_threshold,
+                           resume,
+                           weights_info,
+)
+
+__all__ = ["bundle_folder", "checkpoint", "distributed", "ensemble", "handlers", "hard_examples", "inferer", "interaction",
+           "metrics", "postprocessing", "prepare_batch", "presence_threshold", "resume", "weights_info"]

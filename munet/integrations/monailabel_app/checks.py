@@ -1,0 +1,208 @@
+"""Checks of MONAI Label requests before they reach the datastore or a task.
+
+MONAI Label 0.8.5 stores whatever is uploaded as a label (a text file, a 10x10 mask for a 76x81
+image, a transposed mask, class "maybe") and answers a bare 500 for an unknown model, non-JSON
+``params`` or ``max_epochs: "abc"``. Each check here raises :class:`RequestError`, which the
+server (:mod:`.server`) turns into a 4xx whose message starts with the field it is about and
+never shows a server path (text from readers and clients goes through :func:`scrub_paths`). Nothing here imports MONAI Label,
+so it is tested without it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from munet.integrations.monailabel_app.classes import class_index
+
+__all__ = [
+    "RequestError",
+    "scrub_paths",
+    "parse_json_object",
+    "check_tag",
+    "check_train_options",
+    "check_label_file",
+    "check_label_class",
+    "TRAIN_OPTION_LIMITS",
+]
+
+_TAG = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# an absolute POSIX path of two or more parts (not a URL's //host/...): keep its last part only
+_ABS_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"/:,;()\[\]<>]+/)+([^\s'\"/:,;()\[\]<>]*)")
+
+
+class RequestError(ValueError):
+    """A request the server refuses: ``field``, a message that names it, and the HTTP status."""
+
+    def __init__(self, field: str, message: str, status: int = 422) -> None:
+        self.field = field
+        self.status = status
+        self.message = f"{field}: {message}"  # callers pass text from elsewhere through scrub_paths
+        super().__init__(self.message)
+
+
+def scrub_paths(text: str) -> str:
+    """``text`` with every absolute path replaced by its last part (``/srv/studies/a.png`` -> ``a.png``)."""
+    return _ABS_PATH.sub(lambda m: m.group(1) or "<folder>", str(text))
+
+
+def parse_json_object(text: Optional[str], field: str = "params", example: str = '{"class": "benign"}') -> Dict[str, Any]:
+    """A form field that must hold a JSON object; empty means ``{}``."""
+    if text is None or not str(text).strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise RequestError(field, f"not valid JSON ({err}); send a JSON object such as {example}") from None
+    if not isinstance(value, dict):
+        raise RequestError(field, f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def check_tag(tag: Optional[str]) -> str:
+    """A label tag becomes a folder name under ``labels/``: letters, digits, ``_`` and ``-`` only."""
+    tag = tag or "final"
+    if not _TAG.match(tag):
+        raise RequestError("tag", f"{tag[:80]!r} is not a label tag (letters, digits, '_' and '-', e.g. final)")
+    return tag
+
+
+#: (kind, minimum, maximum) of each numeric trainer option
+TRAIN_OPTION_LIMITS: Dict[str, Tuple[str, float, float]] = {
+    "max_epochs": ("int", 1, 10000),
+    "warmup_epochs": ("int", 0, 1000),
+    "val_split": ("float", 0.0, 0.95),
+    "learning_rate": ("float", 1e-9, 10.0),
+    "fine_tune_learning_rate": ("float", 1e-9, 10.0),
+}
+_BOOL_OPTIONS = ("pretrained", "multi_gpu")
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+
+
+def _number(name: str, value: Any) -> float:
+    kind, low, high = TRAIN_OPTION_LIMITS[name]
+    what = "a whole number" if kind == "int" else "a number"
+    if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
+        raise RequestError(name, f"{json.dumps(value)} is not {what} (allowed: {low:g} to {high:g})")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise RequestError(name, f"{json.dumps(value)} is not {what} (allowed: {low:g} to {high:g})") from None
+    if not math.isfinite(number) or (kind == "int" and number != int(number)):
+        raise RequestError(name, f"{json.dumps(value)} is not {what} (allowed: {low:g} to {high:g})")
+    if not low <= number <= high:
+        raise RequestError(name, f"{json.dumps(value)} is out of range (allowed: {low:g} to {high:g})")
+    return int(number) if kind == "int" else number
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise RequestError(name, f"{json.dumps(value)} is not true or false")
+
+
+def check_train_options(options: Any, defaults: Mapping[str, Any], devices: Sequence[str] = ()) -> Dict[str, Any]:
+    """The trainer options of a ``/train/<model>`` body, checked and completed with ``defaults``.
+
+    Numbers may come as JSON numbers or numeric strings; ``device`` is cpu, cuda, cuda:N or one
+    of ``devices`` (MONAI Label's GPU names); anything else the trainer does not know is passed
+    on unchanged (MONAI Label's own options: tracking, gpus, run_id, ...).
+    """
+    if options is None:
+        options = {}
+    if not isinstance(options, Mapping):
+        raise RequestError("body", f"expected a JSON object of trainer options, got {type(options).__name__}")
+    checked = dict(options)
+    for name in TRAIN_OPTION_LIMITS:
+        if name in options and options[name] not in ("", None):
+            checked[name] = _number(name, options[name])
+        elif name in defaults:
+            checked[name] = defaults[name]
+    for name in _BOOL_OPTIONS:
+        if name in options:
+            checked[name] = _boolean(name, options[name])
+        elif name in defaults:
+            checked[name] = defaults[name]
+    if "device" in options:
+        device = options["device"]
+        if isinstance(device, (list, tuple)) and device:
+            device = device[0]  # the option list MONAI Label offers: its first entry is the default
+        if not isinstance(device, str) or not (_DEVICE.match(device) or device in devices):
+            known = ", ".join(["cpu", "cuda", "cuda:N", *devices])
+            raise RequestError("device", f"{json.dumps(options['device'])} is not a device ({known})")
+        checked["device"] = device
+    return checked
+
+
+def _spatial(mask: np.ndarray) -> np.ndarray:
+    """A label as rows x columns: one channel, or several equal ones; refuses colour labels."""
+    if mask.ndim == 2:
+        return mask
+    if mask.ndim == 3 and mask.shape[-1] in (1, 3, 4):
+        first = mask[..., 0]
+        others = mask[..., 1:3] if mask.shape[-1] >= 3 else mask[..., :0]
+        if all(np.array_equal(first, others[..., i]) for i in range(others.shape[-1])):
+            return first
+        raise RequestError("label", "a colour image; expected one channel (0 for background, one value for the lesion)")
+    raise RequestError("label", f"not a 2D image (array shape {tuple(mask.shape)})")
+
+
+def _load(path: str) -> np.ndarray:
+    from munet.data.loading import load_image
+
+    return np.asarray(load_image(path))
+
+
+def _reason(err: BaseException, path: str, name: str) -> str:
+    """A reader's error as one line, without the server's path (the temp file is called ``name``)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if text.startswith(f"{path}: "):
+        text = text[len(path) + 2 :]
+    text = scrub_paths(text.replace(path, name)).replace(os.path.basename(path), name)
+    return text[:300]
+
+
+def check_label_file(label_path: str, upload_name: str, image_path: str, image_id: str) -> Dict[str, Any]:
+    """The uploaded label must be an image the bundle reads, with its image's rows x columns, and
+    binary (0 and one lesion value). Returns its shape and values; raises :class:`RequestError`."""
+    try:
+        mask = _spatial(_load(label_path))
+    except RequestError:
+        raise
+    except Exception as err:  # unreadable: a text file, a truncated PNG, an unsupported type
+        raise RequestError("label", f"{upload_name!r} is not a readable image ({_reason(err, label_path, upload_name)})") from None
+    try:
+        image = _load(image_path)
+    except Exception as err:
+        raise RequestError("image", f"{image_id!r} cannot be read ({_reason(err, image_path, image_id)})") from None
+    rows, cols = image.shape[:2] if image.ndim >= 2 else (0, 0)
+    if mask.shape != (rows, cols):
+        hint = " (the label looks transposed: columns x rows)" if mask.shape == (cols, rows) else ""
+        raise RequestError(
+            "label", f"{mask.shape[0]}x{mask.shape[1]} (rows x columns) but image {image_id!r} is {rows}x{cols}{hint}; "
+            "a label must have its image's rows x columns")
+    values = np.unique(mask)
+    if values.size > 2 or (values.size == 2 and values[0] != 0):
+        shown = ", ".join(f"{v:g}" for v in values[:6].astype(float)) + (" ..." if values.size > 6 else "")
+        raise RequestError("label", f"not binary (values {shown}); expected 0 for background and one lesion value")
+    return {"shape": [int(rows), int(cols)], "lesion_pixels": int((mask > 0).sum())}
+
+
+def check_label_class(params: Mapping[str, Any], class_names: Sequence[str]) -> Optional[int]:
+    """The ``class`` a label's params give, as an index; None without one; refuses unknown classes."""
+    if "class" not in params or params["class"] in (None, ""):
+        return None
+    try:
+        return class_index(params["class"], class_names, "params.class")
+    except ValueError:
+        allowed = ", ".join(class_names) + " (or " + ", ".join(str(i) for i in range(len(class_names))) + ")"
+        raise RequestError("params.class", f"{json.dumps(params['class'])} is not a class; expected one of {allowed}") from None

@@ -1,0 +1,220 @@
+"""The web app the MUNet MONAI Label server runs: MONAI Label 0.8.5's own, with its requests checked.
+
+``scripts/start_monailabel.sh`` starts ``monailabel.main start_server --uvicorn_app
+munet.integrations.monailabel_app.server:app``. Every MONAI Label endpoint stays as it is, except three that
+this module answers itself (a small app, :data:`checked`, reached through a middleware placed
+inside MONAI Label's CORS middleware): each checks the request first and then calls MONAI
+Label's own code. Exception handlers turn MONAI Label's input errors into 4xx too.
+
+- ``PUT /datastore/label``: the image id must be in the datastore (404), ``params`` a JSON object,
+  ``params.class`` a known class, ``tag`` a plain name, and the label an image the bundle reads,
+  with its image's rows x columns, binary (422); MONAI Label stored any file before.
+- ``POST /infer/<model>``: a served model (404 naming the served ones), ``params`` a JSON object,
+  an ``image`` that is in the datastore (404 naming the id, not ": file not found").
+- ``POST /train/<model>``: a known trainer (404), a JSON-object body whose options are checked
+  (:func:`.checks.check_train_options`: ``max_epochs`` 0 or "abc" is a 422 naming the field);
+  the options returned are completed with the defaults (an empty body trains
+  :data:`.train.DEFAULT_MAX_EPOCHS` epochs, and says so). A synchronous run answers the
+  trainer's result: both validation scores and whether the new weights were published.
+
+Errors answer ``{"detail": "<field>: <what is wrong>"}``; no message shows a server path
+(:func:`.checks.scrub_paths`). The replaced routes keep MONAI Label's paths, parameters and
+access roles, so 3D Slicer and the other clients see the same API.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.background import BackgroundTasks
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from monailabel.app import app as monailabel_app
+from monailabel.config import settings
+from monailabel.endpoints import infer as infer_endpoint
+from monailabel.endpoints import train as train_endpoint
+from monailabel.endpoints.infer import ResultType
+from monailabel.endpoints.user.auth import RBAC, User
+from monailabel.interfaces.datastore import DefaultLabelTag
+from monailabel.interfaces.exception import ImageNotFoundException, LabelNotFoundException, MONAILabelError, MONAILabelException
+from monailabel.interfaces.utils.app import app_instance
+from monailabel.utils.others.generic import remove_file
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
+from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from munet.integrations.monailabel_app.checks import RequestError, check_label_class, check_label_file, check_tag, parse_json_object, scrub_paths
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["app", "checked", "install", "CheckedRoutes"]
+
+#: the three checked endpoints (same paths, parameters and roles as MONAI Label's)
+checked = FastAPI(title="MUNet: checked MONAI Label endpoints", openapi_url=None, docs_url=None, redoc_url=None)
+_API = settings.MONAI_LABEL_API_STR
+
+
+def _image_uri(instance: Any, image: Optional[str]) -> str:
+    """The datastore file of ``image``; RequestError naming the id when there is none."""
+    if not image:
+        raise RequestError("image", "missing: give the image id, ?image=<id> (GET /datastore/?output=all lists them)")
+    uri = instance.datastore().get_image_uri(image)
+    if not uri or not os.path.isfile(uri):
+        raise RequestError("image", f"{scrub_paths(image[:200])!r} is not in the datastore (GET /datastore/?output=all lists the ids)", 404)
+    return uri
+
+
+def _suffix(filename: Optional[str]) -> str:
+    suffixes = "".join(Path(filename).suffixes) if filename else ""
+    return suffixes if suffixes and len(suffixes) <= 16 and all(c.isalnum() or c == "." for c in suffixes) else ".png"
+
+
+@checked.put(f"{_API}/datastore/label", summary="Save Finished Label (checked: readable, same rows x columns, binary, known class)")
+async def api_save_label(
+    background_tasks: BackgroundTasks,
+    image: Optional[str] = None,
+    params: Optional[str] = Form(None),
+    tag: Optional[str] = DefaultLabelTag.FINAL.value,
+    label: Optional[UploadFile] = File(None),
+    user: User = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_ANNOTATOR)),
+):
+    instance = app_instance()
+    label_file = None
+    try:
+        tag = check_tag(tag)
+        info = parse_json_object(params, "params")
+        image_uri = _image_uri(instance, image)
+        check_label_class(info, instance.class_names())
+        if label is None:
+            raise RequestError("label", "missing: upload the mask as the form file 'label' (a PNG of the image's rows x columns)")
+        label_file = tempfile.NamedTemporaryFile(suffix=_suffix(label.filename), delete=False).name
+        with open(label_file, "wb") as buffer:
+            shutil.copyfileobj(label.file, buffer)
+        checked = check_label_file(label_file, label.filename or "label", image_uri, str(image))
+    except BaseException as err:  # a RequestError is answered by _request_error
+        if isinstance(err, RequestError):
+            logger.warning(f"PUT /datastore/label refused: {err.message}")
+        if label_file:
+            remove_file(label_file)
+        raise
+    background_tasks.add_task(remove_file, label_file)  # after the answer
+    logger.info(f"Saving label for {image} (tag {tag}): {checked['shape'][0]}x{checked['shape'][1]}, "
+                f"{checked['lesion_pixels']} lesion pixels; params {info}")
+    label_id = instance.datastore().save_label(image, label_file, tag, info)
+    result = instance.on_save_label(image, label_id) or {}
+    result.update({"image": image, "label": label_id})
+    return result
+
+
+@checked.post(f"{_API}/infer/{{model}}", summary="Run Inference for supported model (checked model, params and image)")
+async def api_run_inference(
+    background_tasks: BackgroundTasks,
+    model: str,
+    image: str = "",
+    session_id: str = "",
+    params: str = Form("{}"),
+    file: UploadFile = File(None),
+    label: UploadFile = File(None),
+    output: Optional[ResultType] = None,
+    user: User = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_USER)),
+):
+    instance = app_instance()
+    try:
+        served = instance.served_models()
+        if model not in served:
+            why = instance.not_served.get(model)
+            raise RequestError("model", f"{model[:100]!r} is not served here" + (f": {why}" if why else "")
+                               + f" (served: {', '.join(served) or 'none'})", 404)
+        parse_json_object(params, "params", example='{"foreground": [[40, 31]], "background": []}')
+        if not file and not session_id:
+            _image_uri(instance, image)
+    except RequestError as err:
+        logger.warning(f"POST /infer/{model[:100]} refused: {err.message}")
+        raise
+    return infer_endpoint.run_inference(background_tasks, model, image, session_id, params, file, label, output)
+
+
+@checked.post(f"{_API}/train/{{model}}", summary="Run Training Task for specific model (checked options; publishes only better weights)")
+async def api_run_model(
+    model: str,
+    request: Request,
+    run_sync: Optional[bool] = False,
+    enqueue: Optional[bool] = False,
+    user: User = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_ADMIN)),
+):
+    instance = app_instance()
+    raw = await request.body()
+    try:
+        body: Any = {}
+        if raw.strip():
+            try:
+                body = json.loads(raw)
+            except ValueError as err:
+                raise RequestError("body", f"not valid JSON ({err}); send a JSON object such as {{\"max_epochs\": 5}}") from None
+        options = instance.check_train_request(model, body)
+    except RequestError as err:
+        logger.warning(f"POST /train/{model[:100]} refused: {err.message}")
+        raise
+    # a RequestError found while training synchronously (no labels yet) is answered the same way
+    return await run_in_threadpool(train_endpoint.run_model, model, options, run_sync, enqueue)
+
+
+async def _monailabel_exception(request: Request, err: MONAILabelException) -> JSONResponse:
+    """MONAI Label's own errors: bad input is the client's (4xx), the rest the server's (500)."""
+    if isinstance(err, (ImageNotFoundException, LabelNotFoundException)):
+        status = 404
+    elif err.error == MONAILabelError.INVALID_INPUT:
+        status = 422
+    else:
+        status = 500
+    return JSONResponse(status_code=status, content={"detail": scrub_paths(str(err.msg))})
+
+
+async def _request_error(request: Request, err: RequestError) -> JSONResponse:
+    return JSONResponse(status_code=err.status, content={"detail": err.message})
+
+
+async def _scrubbed_http_exception(request: Request, err: StarletteHTTPException) -> Any:
+    if isinstance(err.detail, str):
+        err.detail = scrub_paths(err.detail)
+    return await http_exception_handler(request, err)
+
+
+class CheckedRoutes:
+    """Middleware: requests for one of :data:`checked`'s routes go there, all others to MONAI Label."""
+
+    def __init__(self, app: ASGIApp, checked_app: FastAPI) -> None:
+        self.app = app
+        self.checked_app = checked_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for route in self.checked_app.router.routes:
+                if isinstance(route, APIRoute) and route.matches(scope)[0] == Match.FULL:
+                    await self.checked_app(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def install(app: FastAPI) -> FastAPI:
+    """Route the checked endpoints to :data:`checked` (innermost middleware: CORS still applies) and
+    add the exception handlers to both apps; before the server starts."""
+    app.user_middleware.append(Middleware(CheckedRoutes, checked_app=checked))
+    for target in (app, checked):
+        target.add_exception_handler(MONAILabelException, _monailabel_exception)
+        target.add_exception_handler(RequestError, _request_error)
+        target.add_exception_handler(StarletteHTTPException, _scrubbed_http_exception)
+    return app
+
+
+app = install(monailabel_app)
