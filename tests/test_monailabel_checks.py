@@ -127,3 +127,19 @@ def test_interactive_training_writes_the_sidecar(tmp_path):
     assert info["trained_with"]["image_size"] == 64 and info["trained_with"]["in_channels"] == 3  # image + two click maps
     assert info["trained_with"]["base_channels"] == 8
     assert json.loads(sidecar_path(weights).read_text())["weights"] == "model_interactive.pt"
+
+
+def test_a_studies_folder_whose_images_are_in_sub_folders_is_refused_naming_them(tmp_path):
+    from munet.integrations.monailabel_app.checks import check_studies_folder as check
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "x.png")
+    check(str(tmp_path))  # images at the top: fine
+    nested = tmp_path / "demo_data"
+    (nested / "images").mkdir(parents=True)
+    (nested / "labels" / "final").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(nested / "images" / f"c{i}.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(nested / "labels" / "final" / "c0.png")
+    with pytest.raises(ValueError, match=r"demo_data holds no images itself, but its sub-folders do: images/ \(3 images\)"):
+        check(str(nested))
+    check("http://127.0.0.1:8042/dicom-web")  # a DICOMweb root is not a folder

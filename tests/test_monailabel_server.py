@@ -348,11 +348,21 @@ def _malformed_requests(served: Dict):
         ("infer: no image parameter", "post", "/infer/munet", {}, 422, "image: missing"),
         ("infer: unknown image", "post", "/infer/munet", dict(params={"image": "no_such_image"}), 404,
          "image: 'no_such_image' is not in the datastore"),
-        ("infer: a server path as image", "post", "/infer/munet", dict(params={"image": server_path}), 404,
-         f"image: '{file_name}' is not in the datastore"),
+        ("infer: a server path as image", "post", "/infer/munet", dict(params={"image": server_path}), 400,
+         f"image: '{file_name}' is not a plain id"),
         ("infer: click outside the image", "post", "/infer/munet_interactive",
          dict(params={"image": image_id}, data={"params": json.dumps({"foreground": [[cols + 50, 1, 0]]})}), 422,
          f"{file_name}: foreground: click [{cols + 50}, 1, 0] is outside"),
+        ("upload: a text file as an image", "put", "/datastore/image", dict(params={"image": "notes"},
+         files={"file": ("notes.png", b"not an image\n", "image/png")}), 422, "file: 'notes.png' is not a readable image"),
+        ("upload: weights as an image", "put", "/datastore/image", dict(params={"image": "model"},
+         files={"file": ("model.pt", b"weights", "application/octet-stream")}), 422, "file: 'model.pt' is not an image file"),
+        ("infer: model_filename outside the bundle", "post", "/infer/munet",
+         dict(params={"image": image_id}, data={"params": json.dumps({"model_filename": "/etc/passwd"})}), 422,
+         "params.model_filename: 'passwd' is not served by this model (its weights: model.pt)"),
+        ("infer: a device this machine lacks", "post", "/infer/munet",
+         dict(params={"image": image_id}, data={"params": json.dumps({"device": "cuda:7"})}), 422,
+         "params.device: 'cuda:7' is not a device of this server"),
         ("train: unknown trainer", "post", "/train/no_such_model", dict(params={"run_sync": "true"}, json={"max_epochs": 1}), 404,
          "model: 'no_such_model' is not a trainer here (trainers: munet, munet_interactive)"),
         ("train: body not JSON", "post", "/train/munet", dict(params={"run_sync": "true"}, data="max_epochs=1",
@@ -471,3 +481,101 @@ def test_interactive_training_follows_the_same_rule(served):
     info = requests.get(f"{served['url']}/info/", timeout=30).json()
     assert info["models"]["munet_interactive"]["image_size"] == 64
     assert info["train_stats"]["munet_interactive"]["after"] == result["after"]
+
+
+def _tree_digest(root: Path, skip: Tuple[str, ...]) -> Dict[str, str]:
+    """sha256 of every file under ``root`` (symbolic links by their target's name), but the server's own logs."""
+    import hashlib
+
+    digest = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if any(part in skip for part in path.relative_to(root).parts) or rel.endswith(".log"):
+            continue
+        if path.is_symlink():
+            digest[rel] = "-> " + os.readlink(path)
+        elif path.is_file():
+            digest[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digest
+
+
+#: ids a client gets wrong or sends with malice, as they arrive in a query or a path
+_TRAVERSALS = ["../canary", "../../canary", "../../../canary", "/etc/passwd", "%2e%2e%2fcanary", "..%2Fcanary",
+               "%252e%252e%252fcanary", "a/../../canary", "..\\canary", ".canary", "sub/case"]
+
+
+def _route_attempts(url: str, bad: str, ok_image: str) -> list:
+    """(what, method, url, kwargs) of every route that takes an id or a file name, with ``bad`` as that id."""
+    png = _png(np.zeros((8, 8), np.uint8))
+    q = requests.utils.quote(bad, safe="%")  # sent as written: the %-forms stay encoded once more
+    return [
+        ("upload image", "put", f"{url}/datastore/image?image={q}", dict(files={"file": ("x.png", png, "image/png")})),
+        ("upload image (old route)", "put", f"{url}/datastore/?image={q}", dict(files={"file": ("x.png", png, "image/png")})),
+        ("delete image", "delete", f"{url}/datastore/image?id={q}", {}),
+        ("delete image (old route)", "delete", f"{url}/datastore/?id={q}", {}),
+        ("download image", "get", f"{url}/datastore/image?image={q}", {}),
+        ("image info", "get", f"{url}/datastore/image/info?image={q}", {}),
+        ("update image info", "put", f"{url}/datastore/image/info?image={q}", dict(data={"info": "{}"})),
+        ("save label", "put", f"{url}/datastore/label?image={q}", dict(files={"label": ("l.png", png, "image/png")})),
+        ("save label under a tag", "put", f"{url}/datastore/label?image={ok_image}&tag={q}", dict(files={"label": ("l.png", png, "image/png")})),
+        ("delete label", "delete", f"{url}/datastore/label?id={q}&tag=final", {}),
+        ("delete label under a tag", "delete", f"{url}/datastore/label?id={ok_image}&tag={q}", {}),
+        ("download label", "get", f"{url}/datastore/label?label={q}&tag=final", {}),
+        ("label info", "get", f"{url}/datastore/label/info?label={q}&tag=final", {}),
+        ("update label info", "put", f"{url}/datastore/label/info?label={q}&tag=final", dict(data={"info": "{}"})),
+        ("session", "get", f"{url}/session/{q}", {}),
+        ("delete session", "delete", f"{url}/session/{q}", {}),
+        ("infer", "post", f"{url}/infer/munet?image={q}", dict(data={"params": "{}"})),
+        ("download model", "get", f"{url}/model/{q}", {}),
+        ("upload model", "put", f"{url}/model/{q}", dict(files={"file": ("m.pt", b"weights", "application/octet-stream")})),
+        ("delete model", "delete", f"{url}/model/{q}", {}),
+    ]
+
+
+def test_no_route_reaches_outside_its_folders(served):
+    """Every route that takes an id or a file path, with every traversal kind: a 4xx naming the field,
+    never a 200 or a bare 500, and no file anywhere under the test's root changed (tree hashed before
+    and after), the served weights included. A symbolic link out of the studies folder is refused too."""
+    url, root, studies = served["url"], served["root"], served["studies"]
+    ok_image = sorted(i for i in served["truth"] if i.startswith(_PREFIX["png"]))[0]
+    (root / "canary").write_text("outside the studies folder")
+    (root / "outside").mkdir(exist_ok=True)
+    secret = root / "outside" / "secret.png"
+    Image.fromarray(np.full((20, 20), 9, np.uint8)).save(secret)
+    link = studies / "linked_out.png"
+    link.symlink_to(secret)
+    skip = ("logs", "eval", "__pycache__", ".locks")
+    try:
+        requests.get(f"{url}/datastore/?output=all", timeout=30)  # lets the datastore see the link
+        before = _tree_digest(root, skip)
+        problems = []
+        for bad in _TRAVERSALS:
+            for what, method, target, kwargs in _route_attempts(url, bad, ok_image):
+                response = getattr(requests, method)(target, timeout=60, **kwargs)
+                detail = response.json().get("detail", "") if "json" in response.headers.get("content-type", "") else ""
+                if not 400 <= response.status_code < 500 or not isinstance(detail, str) or not detail:
+                    problems.append(f"{what} with {bad!r}: {response.status_code} {response.text[:200]}")
+        listed = requests.get(f"{url}/datastore/?output=all", timeout=30).json()["objects"]
+        if "linked_out" in listed:  # a link the datastore lists is refused on every route that opens its file
+            for method, target in (("get", f"{url}/datastore/image?image=linked_out"), ("delete", f"{url}/datastore/image?id=linked_out"),
+                                   ("get", f"{url}/datastore/image/info?image=linked_out")):
+                response = getattr(requests, method)(target, timeout=60)
+                if response.status_code != 403 or "outside the studies folder" not in response.json()["detail"]:
+                    problems.append(f"{method} linked_out: {response.status_code} {response.text[:200]}")
+        model = requests.post(f"{url}/infer/munet", params={"image": ok_image},
+                              data={"params": json.dumps({"model_filename": "/etc/passwd"})}, timeout=60)
+        if model.status_code != 422 or "params.model_filename" not in model.json()["detail"]:
+            problems.append(f"infer model_filename /etc/passwd: {model.status_code} {model.text[:200]}")
+        device = requests.post(f"{url}/infer/munet", params={"image": ok_image},
+                               data={"params": json.dumps({"device": "cuda:7"})}, timeout=60)
+        if device.status_code != 422 or "params.device" not in device.json()["detail"]:
+            problems.append(f"infer device cuda:7: {device.status_code} {device.text[:200]}")
+        after = _tree_digest(root, skip)
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        assert not problems, "\n".join(problems)
+        assert not changed, changed
+        assert secret.is_file() and (root / "canary").read_text() == "outside the studies folder"
+        info = requests.get(f"{url}/datastore/image/info", params={"image": ok_image}, timeout=30).json()
+        assert str(root) not in json.dumps(info)  # no absolute server path in the answer
+    finally:
+        link.unlink(missing_ok=True)

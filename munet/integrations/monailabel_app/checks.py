@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -25,6 +26,11 @@ __all__ = [
     "scrub_paths",
     "parse_json_object",
     "check_tag",
+    "check_plain_id",
+    "check_inside",
+    "check_infer_options",
+    "check_image_upload",
+    "check_studies_folder",
     "check_train_options",
     "check_label_file",
     "check_label_class",
@@ -32,6 +38,8 @@ __all__ = [
 ]
 
 _TAG = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: an id the datastore, sessions and tasks may use as a file name: no separator, no "..", no leading dot
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 # an absolute POSIX path of two or more parts (not a URL's //host/...): keep its last part only
 _ABS_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"/:,;()\[\]<>]+/)+([^\s'\"/:,;()\[\]<>]*)")
 
@@ -64,11 +72,81 @@ def parse_json_object(text: Optional[str], field: str = "params", example: str =
     return value
 
 
+def check_plain_id(field: str, value: str) -> str:
+    """``value`` when it is a plain name (letters, digits, ``_``, ``.``, ``-``; no path, no ``..``);
+    :class:`RequestError` (400) naming ``field`` otherwise. Every id a route turns into a file name
+    (image, label, session, model) goes through here first: ``../x``, ``/etc/x``, ``%2e%2e%2fx``
+    (decoded or not) and ``a\\b`` are refused before MONAI Label joins them to a folder."""
+    text = str(value)
+    if not _PLAIN_ID.match(text) or ".." in text:
+        shown = scrub_paths(text)[:80] + ("..." if len(text) > 80 else "")
+        raise RequestError(field, f"{shown!r} is not a plain id (letters, digits, '_', '.', '-'; no folder part, no '..')", 400)
+    return text
+
+
+def check_inside(field: str, path: str, folder: str) -> str:
+    """``path`` when it resolves (symbolic links followed) inside ``folder``; 403 naming ``field`` otherwise."""
+    real, root = os.path.realpath(path), os.path.realpath(folder)
+    if os.path.commonpath([real, root]) != root:
+        raise RequestError(field, f"{os.path.basename(path)!r} points outside the studies folder: refused", 403)
+    return path
+
+
+def check_infer_options(params: Mapping[str, Any], weights: Sequence[str], devices: Sequence[str]) -> None:
+    """Infer parameters that name files or devices: ``model_filename`` must be the weights this model
+    serves (MONAI Label otherwise ``torch.load``s any path it is given), ``device`` one this machine has
+    (a 422 naming the choices, instead of a silent run on the CPU or a bare 500)."""
+    name = params.get("model_filename")
+    if name is not None and (not isinstance(name, str) or name not in weights):
+        raise RequestError("params.model_filename", f"{scrub_paths(str(name))[:80]!r} is not served by this model (its weights: "
+                                                    f"{', '.join(weights)}); leave it out")
+    device = params.get("device")
+    if device is not None and str(device) not in devices:
+        raise RequestError("params.device", f"{str(device)[:40]!r} is not a device of this server (devices: {', '.join(devices)})")
+
+
+def check_image_upload(path: str, upload_name: str) -> str:
+    """An uploaded study image: an image suffix the bundle reads, and readable by it (422 naming the
+    file otherwise; MONAI Label stored a text file, or weights, as an image). Returns the suffix."""
+    from munet.data.formats import IMAGE_SUFFIXES, SUPPORTED
+
+    name = os.path.basename(upload_name or "")
+    suffix = next((s for s in IMAGE_SUFFIXES if name.lower().endswith(s)), None)
+    if suffix is None:
+        raise RequestError("file", f"{name[:80]!r} is not an image file ({SUPPORTED}; by its suffix)")
+    try:
+        _load(path)
+    except Exception as err:  # any reader failure is the upload's problem
+        raise RequestError("file", f"{name[:80]!r} is not a readable image ({_reason(err, path, name)})") from None
+    return suffix
+
+
+def check_studies_folder(studies: str) -> None:
+    """A local studies folder with no image of its own but images in sub-folders (``demo_data``
+    instead of ``demo_data/images``) would start a server with 0 images: refuse it, naming them."""
+    if str(studies).startswith(("http://", "https://")) or not os.path.isdir(studies):
+        return
+    from munet.data.formats import IMAGE_SUFFIXES
+
+    def images(folder: Path) -> list:
+        return [p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)]
+
+    root = Path(studies)
+    if images(root):
+        return
+    nested = {str(d.relative_to(root)): len(images(d)) for d in sorted(root.rglob("*"))
+              if d.is_dir() and "labels" not in d.relative_to(root).parts and images(d)}
+    if nested:
+        found = ", ".join(f"{name}/ ({n} images)" for name, n in list(nested.items())[:5])
+        raise ValueError(f"studies folder {root.name} holds no images itself, but its sub-folders do: {found}; "
+                         f"start the server on one of those folders (the datastore does not look into sub-folders)")
+
+
 def check_tag(tag: Optional[str]) -> str:
     """A label tag becomes a folder name under ``labels/``: letters, digits, ``_`` and ``-`` only."""
     tag = tag or "final"
     if not _TAG.match(tag):
-        raise RequestError("tag", f"{tag[:80]!r} is not a label tag (letters, digits, '_' and '-', e.g. final)")
+        raise RequestError("tag", f"{scrub_paths(tag)[:80]!r} is not a label tag (letters, digits, '_' and '-', e.g. final)")
     return tag
 
 

@@ -36,7 +36,7 @@ from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 
 from munet.engines.weights_info import sidecar_path
-from munet.integrations.monailabel_app.checks import RequestError, scrub_paths
+from munet.integrations.monailabel_app.checks import RequestError, check_studies_folder, scrub_paths
 from munet.integrations.monailabel_app.infer import INTERACTIVE_WEIGHTS, MUNetInferTask
 from munet.integrations.monailabel_app.train import MUNetTrainTask
 
@@ -56,6 +56,7 @@ class MUNetApp(MONAILabelApp):
         metadata = Path(self.served_bundle) / "configs" / "metadata.json"
         if not metadata.is_file():
             raise FileNotFoundError(f"bundle_path {self.served_bundle}: no configs/metadata.json (not a MUNet bundle)")
+        check_studies_folder(studies)
         meta = json.loads(metadata.read_text())
         self._refresh_lock = threading.RLock()
         self._weights_seen: Dict[str, Tuple] = {}  # name -> (weights, sidecar) (mtime, size) the task was built from

@@ -1,16 +1,22 @@
 """The web app the MUNet MONAI Label server runs: MONAI Label 0.8.5's own, with its requests checked.
 
 ``scripts/start_monailabel.sh`` starts ``monailabel.main start_server --uvicorn_app
-munet.integrations.monailabel_app.server:app``. Every MONAI Label endpoint stays as it is, except three that
-this module answers itself (a small app, :data:`checked`, reached through a middleware placed
-inside MONAI Label's CORS middleware): each checks the request first and then calls MONAI
-Label's own code. Exception handlers turn MONAI Label's input errors into 4xx too.
+munet.integrations.monailabel_app.server:app``. Every request first passes :class:`.guard.RouteGuard`,
+which refuses ids and paths that would reach outside the studies folder and any change to model
+files. Every MONAI Label endpoint stays as it is, except four that this module answers itself (a
+small app, :data:`checked`, reached through a middleware placed inside MONAI Label's CORS
+middleware): each checks the request first and then calls MONAI Label's own code. Exception
+handlers turn MONAI Label's input errors into 4xx too.
+
+- ``PUT /datastore/image``: a plain image id, and a file with an image suffix that the bundle
+  reads (422); MONAI Label stored a text file, or weights, as a study image.
 
 - ``PUT /datastore/label``: the image id must be in the datastore (404), ``params`` a JSON object,
   ``params.class`` a known class, ``tag`` a plain name, and the label an image the bundle reads,
   with its image's rows x columns, binary (422); MONAI Label stored any file before.
-- ``POST /infer/<model>``: a served model (404 naming the served ones), ``params`` a JSON object,
-  an ``image`` that is in the datastore (404 naming the id, not ": file not found").
+- ``POST /infer/<model>``: a served model (404 naming the served ones), ``params`` a JSON object
+  whose ``model_filename`` and ``device`` are the model's own weights and a device here (422), an
+  ``image`` that is in the datastore (404 naming the id, not ": file not found").
 - ``POST /train/<model>``: a known trainer (404), a JSON-object body whose options are checked
   (:func:`.checks.check_train_options`: ``max_epochs`` 0 or "abc" is a 422 naming the field);
   the options returned are completed with the defaults (an empty body trains
@@ -46,14 +52,25 @@ from monailabel.endpoints.user.auth import RBAC, User
 from monailabel.interfaces.datastore import DefaultLabelTag
 from monailabel.interfaces.exception import ImageNotFoundException, LabelNotFoundException, MONAILabelError, MONAILabelException
 from monailabel.interfaces.utils.app import app_instance
-from monailabel.utils.others.generic import remove_file
+from monailabel.utils.others.generic import device_map, remove_file
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from munet.integrations.monailabel_app.checks import RequestError, check_label_class, check_label_file, check_tag, parse_json_object, scrub_paths
+from munet.integrations.monailabel_app.checks import (
+    RequestError,
+    check_image_upload,
+    check_infer_options,
+    check_label_class,
+    check_label_file,
+    check_plain_id,
+    check_tag,
+    parse_json_object,
+    scrub_paths,
+)
+from munet.integrations.monailabel_app.guard import RouteGuard
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +133,38 @@ async def api_save_label(
     return result
 
 
+@checked.put(f"{_API}/datastore/image", summary="Upload new Image (checked: a plain id, an image file the bundle reads)")
+@checked.put(f"{_API}/datastore/", summary="Upload new Image (checked)", include_in_schema=False)
+async def api_add_image(
+    background_tasks: BackgroundTasks,
+    image: Optional[str] = None,
+    params: str = Form("{}"),
+    file: UploadFile = File(None),
+    user: User = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_ANNOTATOR)),
+):
+    instance = app_instance()
+    image_file = None
+    try:
+        info = parse_json_object(params, "params")
+        if file is None:
+            raise RequestError("file", "missing: upload the image as the form file 'file'")
+        name = os.path.basename(file.filename or "")
+        image_file = tempfile.NamedTemporaryFile(suffix=_suffix(name), delete=False).name
+        with open(image_file, "wb") as buffer:
+            shutil.copyfileobj(file.file, buffer)
+        suffix = check_image_upload(image_file, name)
+        image_id = check_plain_id("image", image or name[: -len(suffix)])
+    except BaseException as err:
+        if isinstance(err, RequestError):
+            logger.warning(f"PUT /datastore/image refused: {err.message}")
+        if image_file:
+            remove_file(image_file)
+        raise
+    background_tasks.add_task(remove_file, image_file)
+    info["user"] = user.username
+    return {"image": instance.datastore().add_image(image_id, image_file, info)}
+
+
 @checked.post(f"{_API}/infer/{{model}}", summary="Run Inference for supported model (checked model, params and image)")
 async def api_run_inference(
     background_tasks: BackgroundTasks,
@@ -135,7 +184,10 @@ async def api_run_inference(
             why = instance.not_served.get(model)
             raise RequestError("model", f"{model[:100]!r} is not served here" + (f": {why}" if why else "")
                                + f" (served: {', '.join(served) or 'none'})", 404)
-        parse_json_object(params, "params", example='{"foreground": [[40, 31]], "background": []}')
+        options = parse_json_object(params, "params", example='{"foreground": [[40, 31]], "background": []}')
+        task = instance._infers.get(model)
+        devices = sorted(set(device_map()) | set(device_map().values()))
+        check_infer_options(options, [task.const.model_pytorch()] if task is not None else [], devices)
         if not file and not session_id:
             _image_uri(instance, image)
     except RequestError as err:
@@ -207,8 +259,10 @@ class CheckedRoutes:
 
 
 def install(app: FastAPI) -> FastAPI:
-    """Route the checked endpoints to :data:`checked` (innermost middleware: CORS still applies) and
-    add the exception handlers to both apps; before the server starts."""
+    """Guard every route's ids and paths (:class:`.guard.RouteGuard`), route the checked endpoints to
+    :data:`checked` (inner middleware: CORS still applies) and add the exception handlers to both
+    apps; before the server starts."""
+    app.user_middleware.append(Middleware(RouteGuard, app_instance=app_instance, api=_API))
     app.user_middleware.append(Middleware(CheckedRoutes, checked_app=checked))
     for target in (app, checked):
         target.add_exception_handler(MONAILabelException, _monailabel_exception)
