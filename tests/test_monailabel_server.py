@@ -10,6 +10,7 @@ These tests skip only when that environment could not be installed.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -101,10 +102,19 @@ def served(tmp_path_factory) -> Dict:
         shutil.copy(more / item["image"], target)
         truth[target.name.split(".")[0]] = more / item["label"]
 
+    with _running_server(studies, bundle, root / "server.log", "--min_validation_images", "2") as url:
+        yield {"url": url, "bundle": bundle, "studies": studies, "truth": truth, "log": root / "server.log", "bundle_masks": bundle_masks,
+               "weak": weak / "models" / "model.pt", "root": root}
+
+
+@contextlib.contextmanager
+def _running_server(studies: Path, bundle: Path, log_path: Path, *options: str):
+    """The real server on ``studies`` serving ``bundle`` (start script options ``options``), up and answering; stopped after."""
     port = _free_port()
-    log = open(root / "server.log", "w")
+    log = open(log_path, "w")
     process = subprocess.Popen(
-        ["bash", str(REPO_ROOT / "scripts" / "start_monailabel.sh"), str(studies), "--bundle_path", str(bundle), "--port", str(port)],
+        ["bash", str(REPO_ROOT / "scripts" / "start_monailabel.sh"), str(studies), "--bundle_path", str(bundle), "--port", str(port),
+         *options],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         env={**os.environ, "MONAILABEL_PYTHON": str(MONAILABEL_PYTHON)},
     )
@@ -113,17 +123,16 @@ def served(tmp_path_factory) -> Dict:
         deadline = time.time() + 300
         while True:
             if process.poll() is not None:
-                raise AssertionError(f"server exited with {process.returncode}:\n{(root / 'server.log').read_text()[-4000:]}")
+                raise AssertionError(f"server exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
             try:
                 if requests.get(f"{url}/info/", timeout=5).status_code == 200:
                     break
             except requests.ConnectionError:
                 pass
             if time.time() > deadline:
-                raise AssertionError(f"server not up after 300 s:\n{(root / 'server.log').read_text()[-4000:]}")
+                raise AssertionError(f"server not up after 300 s:\n{log_path.read_text()[-4000:]}")
             time.sleep(2)
-        yield {"url": url, "bundle": bundle, "studies": studies, "truth": truth, "log": root / "server.log", "bundle_masks": bundle_masks,
-               "weak": weak / "models" / "model.pt", "root": root}
+        yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -579,3 +588,35 @@ def test_no_route_reaches_outside_its_folders(served):
         assert str(root) not in json.dumps(info)  # no absolute server path in the answer
     finally:
         link.unlink(missing_ok=True)
+
+
+def test_a_single_bad_label_trains_but_publishes_nothing(served, tmp_path):
+    """One inverted label, the only label of a fresh datastore: the training runs and answers both
+    scores, but validating on that one image (the training image itself) publishes nothing, whatever
+    the scores; the default minimum is 10 held-out images, and /train and /info/ say why."""
+    image_id = sorted(i for i in served["truth"] if i.startswith(_PREFIX["png"]))[0]
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    source = next(p for p in served["studies"].iterdir() if p.name.split(".")[0] == image_id)
+    shutil.copy(source, studies / source.name)
+    bundle = tmp_path / "bundle"
+    shutil.copytree(served["bundle"] / "configs", bundle / "configs")
+    (bundle / "models").mkdir()
+    for name in ("model.pt", "model.json"):
+        shutil.copy(served["bundle"] / "models" / name, bundle / "models" / name)
+    weights = (bundle / "models" / "model.pt").read_bytes()
+    with _running_server(studies, bundle, tmp_path / "server.log") as url:
+        inverted = (~_truth(served, image_id)).astype(np.uint8)
+        saved = requests.put(f"{url}/datastore/label", params={"image": image_id, "tag": "final"},
+                             files={"label": (f"{image_id}.png", _png(inverted), "image/png")}, timeout=60)
+        assert saved.status_code == 200, saved.text
+        response = requests.post(f"{url}/train/munet", params={"run_sync": "true"}, json={"max_epochs": 1, "device": "cpu"}, timeout=1200)
+        assert response.status_code == 200, response.text[-2000:]
+        result = response.json()
+        stats = requests.get(f"{url}/info/", timeout=30).json()["train_stats"]["munet"]
+    assert result["published"] is False and result["validation_is_training_set"] is True, result
+    assert result["before"] is not None and result["after"] is not None  # both scored, as always
+    assert "validated on 1 labelled image(s) (the training images themselves)" in result["reason"]
+    assert "publishing needs at least 10 held-out ones" in result["reason"] and result["min_validation_images"] == 10
+    assert (bundle / "models" / "model.pt").read_bytes() == weights and not (bundle / "models" / "model.pt.prev").exists()
+    assert stats["published"] is False and stats["reason"] == result["reason"]

@@ -103,13 +103,15 @@ def infer(inputs: str, bundle: str = ".", output_dir: str = "", interactive: boo
     run_bundle_command(workflow_argv("inferring", root, ("inference_interactive.json",) if interactive else (), **values))
 
 
-def serve(studies: str, bundle: str = ".", host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(studies: str, bundle: str = ".", host: str = "127.0.0.1", port: int = 8000, min_validation_images: int = 10) -> None:
     """Start the MONAI Label server on ``studies`` (a folder of images, or a DICOMweb root) serving
-    the bundle folder (needs ``bash scripts/setup_env.sh --with-monailabel``)."""
+    the bundle folder (needs ``bash scripts/setup_env.sh --with-monailabel``). A server-side training
+    publishes new weights only when validated on at least ``--min_validation_images`` labelled images."""
     from munet.engines.bundle_folder import REPO_ROOT
 
     script = REPO_ROOT / "scripts" / "start_monailabel.sh"
-    os.execvp("bash", ["bash", str(script), studies, "--bundle_path", str(_bundle(bundle)), "--host", host, "--port", str(port)])
+    os.execvp("bash", ["bash", str(script), studies, "--bundle_path", str(_bundle(bundle)), "--host", host, "--port", str(port),
+                       "--min_validation_images", str(int(min_validation_images))])
 
 
 def package(bundle: str = ".", output_dir: str = "dist", name: str = "munet_ultrasound", url_base: str = "") -> None:

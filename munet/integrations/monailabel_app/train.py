@@ -59,7 +59,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "MUNetTrainConstants", "MUNetTrainTask", "INTERACTIVE_TRAIN_CONFIG", "DEFAULT_MAX_EPOCHS",
-    "DEFAULT_FINE_TUNE_LR", "DEFAULT_WARMUP_EPOCHS", "KEY_METRIC", "PREVIOUS_SUFFIX",
+    "DEFAULT_FINE_TUNE_LR", "DEFAULT_WARMUP_EPOCHS", "DEFAULT_MIN_VALIDATION_IMAGES", "KEY_METRIC", "PREVIOUS_SUFFIX",
 ]
 
 INTERACTIVE_TRAIN_CONFIG = "train_interactive.json"
@@ -71,6 +71,9 @@ DEFAULT_FINE_TUNE_LR = 1e-4
 #: epochs over which the fine-tune learning rate ramps up from WARMUP_START_FACTOR of itself
 DEFAULT_WARMUP_EPOCHS = 1
 WARMUP_START_FACTOR = 0.1
+#: labelled validation images a new model must be scored on to be published (one inverted label
+#: once validated, and published, a candidate over a good model)
+DEFAULT_MIN_VALIDATION_IMAGES = 10
 #: the score both models are compared on (the bundle's key metric)
 KEY_METRIC = "val_score"
 #: metrics reported for each model
@@ -109,6 +112,8 @@ class MUNetTrainTask(BundleTrainTask):
     def __init__(self, path: str, conf: Dict[str, str], interactive: bool = False, min_val: int = 2) -> None:
         self.interactive = interactive
         self.min_val = min_val
+        #: fewer labelled validation images than this: train, but never publish (--conf min_validation_images)
+        self.min_publish = int(conf.get("min_validation_images", DEFAULT_MIN_VALIDATION_IMAGES))
         self.name = "munet_interactive" if interactive else "munet"
         super().__init__(path, conf, const=MUNetTrainConstants(interactive), load_strict=True)
         self.description = ("Train the click-guided MUNet (simulated clicks) from the saved labels" if interactive
@@ -349,7 +354,13 @@ class MUNetTrainTask(BundleTrainTask):
                                     f"move it away to publish without a comparison")
                 return self._finish(result, started)
         before = result["before"][KEY_METRIC] if result["before"] else None
-        if after is None:
+        n_val = len(plan.get("validation_images", []))
+        result["min_validation_images"] = self.min_publish
+        if plan.get("validation_is_training_set") or n_val < self.min_publish:
+            what = "the training images themselves" if plan.get("validation_is_training_set") else "held out"
+            result["reason"] = (f"validated on {n_val} labelled image(s) ({what}); publishing needs at least {self.min_publish} "
+                                f"held-out ones: trained, {weights_name} kept (save more labels)")
+        elif after is None:
             result["reason"] = f"the new weights have no {KEY_METRIC} (NaN): {weights_name} kept"
         elif result["before"] is not None and before is None:
             result["reason"] = f"the served weights have no {KEY_METRIC} (NaN) to compare with: {weights_name} kept"
