@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bundle_helpers import REPO_ROOT, TINY, make_tiny_dataset
 
-COMMANDS = ("demo", "data", "train", "evaluate", "infer", "serve", "package", "verify", "receive", "benchmark")
+COMMANDS = ("demo", "data", "train", "evaluate", "infer", "serve", "rollback", "package", "verify", "receive", "benchmark")
 
 
 def _munet(*args: str, cwd: Path = REPO_ROOT, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -68,3 +68,44 @@ def test_train_writes_a_bundle_folder_that_serves_as_it_is_and_refuses_other_set
                      "--image_size", "96")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "model.pt was trained with image_size 64; the bundle's configs say image_size 96" in refused.stderr
+
+
+def test_rollback_serves_the_model_before_last_and_can_itself_be_rolled_back(tmp_path):
+    """Three publications kept with their records: munet rollback serves the one before the last
+    (weights and record together, atomically), records that as a new entry, and lists them all."""
+    import torch
+
+    from munet.engines.model_history import entries, labels_digest, record_publication
+    from munet.networks import build_network
+
+    bundle = tmp_path / "bundle"
+    make = _munet("data", "demo", "--output_dir", str(tmp_path / "data"), "--n_train", "1", "--n_val", "1", "--n_test", "1")
+    assert make.returncode == 0, make.stderr[-2000:]
+    from munet.cli.train import make_bundle_folder
+    from munet.engines.weights_info import write_weights_info
+
+    make_bundle_folder(bundle, {"backbone": "munet", "pretrained": None, "base_channels": 8, "image_size": 64})
+    (bundle / "models").mkdir()
+    served = bundle / "models" / "model.pt"
+    label = tmp_path / "data" / "masks"
+    digest = labels_digest(sorted(label.glob("*.png")))
+    versions = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        net = build_network("munet", base_channels=8)
+        torch.save(net.state_dict(), served)
+        write_weights_info(served, net, 64)
+        versions.append(served.read_bytes())
+        record_publication(bundle, "model.pt", {"validation": {"after": {"val_score": 0.5 + seed / 10}, "labels_sha256": digest,
+                                                               "images": ["a", "b"]}}, keep=5)
+    assert [e["entry"] for e in entries(bundle)] == [1, 2, 3] and entries(bundle)[0]["validation"]["labels_sha256"] == digest
+    rolled = _munet("rollback", "--bundle", str(bundle))
+    assert rolled.returncode == 0, rolled.stderr
+    assert "serving entry 2 again" in rolled.stdout and served.read_bytes() == versions[1]
+    assert json.loads((bundle / "models" / "model.json").read_text())["sha256"] == entries(bundle)[1]["sha256"]
+    back = _munet("rollback", "--bundle", str(bundle), "--entry", "3")
+    assert back.returncode == 0 and served.read_bytes() == versions[2]
+    listed = _munet("rollback", "--bundle", str(bundle), "--list_only", "True")
+    assert listed.stdout.count("val_score") == 5 and "(rollback to 2)" in listed.stdout
+    missing = _munet("rollback", "--bundle", str(bundle), "--entry", "9")
+    assert missing.returncode == 1 and "no history entry 9 for model.pt: kept entries are 1, 2, 3, 4, 5" in missing.stderr

@@ -34,6 +34,7 @@ from scipy import ndimage
 from munet.cli.train import make_bundle_folder, recipe_values
 from munet.dataset_tools.demo_dataset import generate_demo_dataset
 from munet.engines.bundle_folder import workflow_argv
+from munet.engines.model_history import entries, history_dir
 
 MONAILABEL_PYTHON = Path(os.environ.get("MONAILABEL_PYTHON", REPO_ROOT / ".venv-monailabel" / "bin" / "python"))
 INSTALL_FAILED = REPO_ROOT / ".venv-monailabel" / "INSTALL_FAILED"
@@ -453,6 +454,9 @@ def test_better_model_is_published_and_the_old_one_kept(served):
     assert (models / "model.pt").read_bytes() != weak
     info = json.loads((models / "model.json").read_text())  # the new weights' sidecar
     assert info["trained_with"]["image_size"] == 64 and info["validation"]["after"] == result["after"]
+    kept = entries(bundle)[-1]  # the publication is kept with its scores and the sha256 of its validation labels
+    assert kept["validation"]["after"] == result["after"] and len(kept["validation"]["labels_sha256"]) == 64
+    assert (history_dir(bundle) / str(kept["entry"]) / "model.pt").read_bytes() == (models / "model.pt").read_bytes()
     stats = requests.get(f"{url}/info/", timeout=30).json()["train_stats"]["munet"]
     assert stats["published"] is True and stats["before"] == result["before"]
 

@@ -5,6 +5,7 @@
     munet evaluate --bundle runs/model --dataset_dir DATA
     munet infer IMAGE_OR_FOLDER_OR_DICOMWEB_URL --bundle runs/model
     munet serve STUDIES --bundle runs/model      # MONAI Label server
+    munet rollback --bundle runs/model           # serve the model before the last server-side publication again
     munet package | verify | receive | data | benchmark
 
 ``munet <command> --help`` is the reference of each. A bundle folder (``--bundle``) is what
@@ -114,6 +115,26 @@ def serve(studies: str, bundle: str = ".", host: str = "127.0.0.1", port: int = 
                        "--min_validation_images", str(int(min_validation_images))])
 
 
+def rollback(bundle: str = ".", entry: int = 0, weights: str = "model.pt", list_only: bool = False) -> None:
+    """Serve an earlier published model again: ``--entry N`` of ``models/history`` (default: the one
+    before the latest publication); ``--list_only True`` lists the kept publications with their scores.
+    A running MONAI Label server picks the weights up at its next request."""
+    from munet.engines.model_history import entries
+    from munet.engines.model_history import rollback as roll_back
+
+    root = _bundle(bundle)
+    if list_only:
+        for record in entries(root, weights):
+            validation = record.get("validation") or {}
+            after = (validation.get("after") or {}).get("val_score")
+            note = f" (rollback to {record['rolled_back_to']})" if "rolled_back_to" in record else ""
+            print(f"{record['entry']}: {record['published']} {record.get('published_by', '')} val_score {after} "
+                  f"on {len(validation.get('images') or [])} images{note}")
+        return
+    record = roll_back(root, entry or None, weights)
+    print(f"serving entry {record['rolled_back_to']} again as models/{weights} (recorded as entry {record['entry']})")
+
+
 def package(bundle: str = ".", output_dir: str = "dist", name: str = "munet_ultrasound", url_base: str = "") -> None:
     """The shareable zip of a trained bundle folder (configs, docs, code, weights, TorchScript,
     checksums); prints its sha256, to send to the receiver by another channel."""
@@ -202,7 +223,7 @@ def demo(output_dir: str = "runs/demo", recipe: str = "demo", image_format: str 
 
 
 COMMANDS = {"demo": demo, "data": data, "train": train, "evaluate": evaluate, "infer": infer, "serve": serve,
-            "package": package, "verify": verify, "receive": Receive, "benchmark": benchmark}
+            "rollback": rollback, "package": package, "verify": verify, "receive": Receive, "benchmark": benchmark}
 
 
 def main(argv: Optional[list] = None) -> None:

@@ -50,6 +50,7 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.bundle import BundleConstants, BundleTrainTask
 from monailabel.utils.others.generic import device_map
 
+from munet.engines.model_history import labels_digest, record_publication
 from munet.engines.weights_info import WeightsMismatchError, check_weights_settings, copy_weights_info, sidecar_path
 from munet.integrations.monailabel_app.checks import RequestError, check_train_options
 from munet.integrations.monailabel_app.classes import class_for, read_sidecar
@@ -248,6 +249,7 @@ class MUNetTrainTask(BundleTrainTask):
             train = train + list(val or [])
             val = list(train)
         self._plan["validation_images"] = [_image_id(item["image"]) for item in val]
+        self._plan["validation_labels_sha256"] = labels_digest([item["label"] for item in val])
         folder = Path(self.bundle_path) / "eval" / "monailabel"
         folder.mkdir(parents=True, exist_ok=True)
         datalist = folder / f"datalist{'_interactive' if self.interactive else ''}.json"
@@ -392,11 +394,10 @@ class MUNetTrainTask(BundleTrainTask):
                 side_prev.unlink()  # a stale one would pair with the wrong weights
             previous = f"models/{prev.name}"
         _atomic_copy(candidate, served)
-        copy_weights_info(candidate, served, extra={
-            "published_by": f"MONAI Label trainer {self.name}",
-            "validation": {"metric": KEY_METRIC, "before": result["before"], "after": result["after"],
-                           "images": result["validation_images"]},
-        })
+        validation = {"metric": KEY_METRIC, "before": result["before"], "after": result["after"],
+                      "images": result["validation_images"], "labels_sha256": self._plan.get("validation_labels_sha256")}
+        copy_weights_info(candidate, served, extra={"published_by": f"MONAI Label trainer {self.name}", "validation": validation})
+        record_publication(self.bundle_path, served.name, {"published_by": f"MONAI Label trainer {self.name}", "validation": validation})
         logger.info(f"{self.name}: published new weights to models/{served.name}" + (f"; previous ones in {previous}" if previous else ""))
         return previous
 
