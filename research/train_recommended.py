@@ -22,12 +22,11 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import fire
-import numpy as np
 
-from munet.cli.train import recipe_values, train_bundle
+from munet.cli.train import presence_summary, recipe_values, train_bundle, validation_presence_probs, write_train_values
 from munet.dataset_tools.busi import busi_with_normals, convert_busi
 from munet.engines.bundle_folder import run_bundle_command, workflow_argv
 from munet.engines.inferer import cpu_capability, resolve_precision
@@ -77,11 +76,6 @@ def predict_split(bundle: Path, data_dir: Path, datalist: Path, split: str, out:
                                             input_split=split, output_dir=str(out), **values), log)
 
 
-def _presence_probs(pred_dir: Path, items: List[Dict]) -> List[float]:
-    rows = {Path(r["image"]).name: r for r in csv.DictReader(open(pred_dir / "predictions.csv"))}
-    return [float(rows[Path(item["image"]).name]["lesion_prob"]) for item in items]
-
-
 def validation_presence_thresholds(bundle: Path, data: Path, datalist: Path, out: Path, log: Path,
                                    threshold_rule: str = "youden", min_lesion_recall: float = 0.95,
                                    **values) -> Tuple[Dict[str, float], Dict]:
@@ -89,19 +83,11 @@ def validation_presence_thresholds(bundle: Path, data: Path, datalist: Path, out
     images) predicted without the gate by the bundle folder plus ``values`` (for example
     ``ensemble_bundles``: an ensemble averages the members' presence probabilities, so its threshold is
     chosen on that average, not taken from a member). Returns the thresholds and a summary of the
-    validation figures at ``threshold_rule``'s threshold."""
-    content = json.loads(datalist.read_text())
-    predict_split(bundle, data, datalist, "validation", out, log, **{**values, "presence_threshold": None})
-    lesion_items = [i for i in content["validation"] if "class" in i]
-    normal_items = [i for i in content["validation"] if "class" not in i]
-    lesion_p, normal_p = _presence_probs(out, lesion_items), _presence_probs(out, normal_items)
+    validation figures at ``threshold_rule``'s threshold, with every probability for the record."""
+    lesion_p, normal_p = validation_presence_probs(bundle, datalist, data, out, log, **values)
     thresholds = {rule: choose_presence_threshold(lesion_p, normal_p, rule, min_lesion_recall) for rule in THRESHOLD_RULES}
-    threshold = thresholds[threshold_rule]
-    summary = {
-        "lesion_images": len(lesion_p), "normal_images": len(normal_p),
-        "lesion_recall": float(np.mean([p >= threshold for p in lesion_p])) if lesion_p else None,
-        "normal_specificity": float(np.mean([p < threshold for p in normal_p])) if normal_p else None,
-        "lesion_probs": [round(p, 6) for p in lesion_p], "normal_probs": [round(p, 6) for p in normal_p]}
+    summary = {**presence_summary(lesion_p, normal_p, thresholds[threshold_rule]),
+               "lesion_probs": [round(p, 6) for p in lesion_p], "normal_probs": [round(p, 6) for p in normal_p]}
     return thresholds, summary
 
 
@@ -191,9 +177,7 @@ def train_recommended(
         threshold = thresholds[threshold_rule]
         record["presence_threshold"] = threshold
         record["presence_threshold_rule"] = {"rule": threshold_rule, "min_lesion_recall": min_lesion_recall}
-        train_config = json.loads((bundle / "configs" / "train.json").read_text())
-        train_config["presence_threshold"] = threshold
-        (bundle / "configs" / "train.json").write_text(json.dumps(train_config, indent=4) + "\n")
+        write_train_values(bundle, {"presence_threshold": threshold})
         print(f"[presence] threshold {threshold:.4f} ({threshold_rule}) on validation", flush=True)
         if content.get("test") and content.get("normal_test"):
             record["threshold_rules"] = compare_threshold_rules(bundle, data, datalists["lesions_only"], content,

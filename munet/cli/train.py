@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from munet.engines.bundle_folder import REPO_ROOT, run_bundle_command, workflow_argv
 from munet.engines.presence_threshold import THRESHOLD_RULES, choose_presence_threshold
 
-__all__ = ["RECIPES", "recipe_values", "make_bundle_folder", "train_bundle", "validation_presence_threshold"]
+__all__ = ["RECIPES", "recipe_values", "make_bundle_folder", "write_train_values", "train_bundle", "validation_presence_probs", "presence_summary",
+           "validation_presence_threshold"]
 
 RECIPES_DIR = REPO_ROOT / "configs" / "recipes"
 #: ``recommended`` is train.json itself; the others are overlays in configs/recipes/
@@ -42,7 +43,14 @@ def make_bundle_folder(root: Path, values: Dict[str, Any]) -> Path:
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(REPO_ROOT / "configs", target, ignore=shutil.ignore_patterns("recipes"))
-    train = json.loads((target / "train.json").read_text())
+    write_train_values(root, values)
+    return target
+
+
+def write_train_values(root: Path, values: Dict[str, Any]) -> None:
+    """Write ``values`` into the bundle folder's ``configs/train.json`` (``group#key`` for a group's value)."""
+    path = Path(root) / "configs" / "train.json"
+    train = json.loads(path.read_text())
     for key, value in values.items():
         *parents, name = key.split("#")  # "loss#dice_batch" sets a value inside a group, as MONAI's overrides do
         node = train
@@ -51,38 +59,46 @@ def make_bundle_folder(root: Path, values: Dict[str, Any]) -> Path:
         if not isinstance(node, dict) or name not in node:
             raise ValueError(f"{key}: not a setting of configs/train.json (its top-level keys, or group#key)")
         node[name] = value
-    (target / "train.json").write_text(json.dumps(train, indent=4) + "\n")
-    return target
+    path.write_text(json.dumps(train, indent=4) + "\n")
 
 
-def _presence_probs(predictions: Path) -> Dict[str, float]:
-    with open(predictions / "predictions.csv", newline="") as stream:
-        return {Path(row["image"]).name: float(row["lesion_prob"]) for row in csv.DictReader(stream)}
+def validation_presence_probs(root: Path, datalist: Path, dataset_dir: Path, out: Optional[Path] = None,
+                              log: Optional[Path] = None, **values: Any) -> Tuple[List[float], List[float]]:
+    """Presence probabilities of the validation split's lesion and normal images (in datalist order),
+    predicted without the gate by the bundle folder ``root`` (plus ``values``, e.g. ``ensemble_bundles``)."""
+    items: List[Dict] = json.loads(datalist.read_text()).get("validation", [])
+    out = out or root / "eval" / "validation_presence"
+    run_bundle_command(workflow_argv("inferring", root, datalist=str(datalist), dataset_dir=str(dataset_dir),
+                                     input_split="validation", output_dir=str(out), write_dicom_seg=False,
+                                     **{**values, "presence_threshold": None}), log or root / "logs" / "validation_presence.log")
+    with open(out / "predictions.csv", newline="") as stream:
+        probs = {Path(row["image"]).name: float(row["lesion_prob"]) for row in csv.DictReader(stream)}
+    lesion_p = [probs[Path(i["image"]).name] for i in items if "class" in i]
+    normal_p = [probs[Path(i["image"]).name] for i in items if "class" not in i]
+    return lesion_p, normal_p
+
+
+def presence_summary(lesion_p: List[float], normal_p: List[float], threshold: float) -> Dict[str, Any]:
+    """How ``threshold`` splits the validation images: counts, lesion recall, normal-image specificity."""
+    return {"lesion_images": len(lesion_p), "normal_images": len(normal_p),
+            "lesion_recall": sum(p >= threshold for p in lesion_p) / len(lesion_p) if lesion_p else None,
+            "normal_specificity": sum(p < threshold for p in normal_p) / len(normal_p) if normal_p else None}
 
 
 def validation_presence_threshold(root: Path, datalist: Path, dataset_dir: Path, rule: str = "youden",
                                   min_lesion_recall: float = 0.95, **values: Any) -> Tuple[Optional[float], Dict]:
     """The presence threshold ``rule`` chooses on the validation split of ``datalist`` (lesion and
-    normal images), predicted without the gate by the bundle folder ``root``; None when the split
-    has no normal image. Returns it and a summary of the validation figures."""
+    normal images, :func:`validation_presence_probs`); None when the split lacks either kind.
+    Returns it and a summary of the validation figures."""
     if rule not in THRESHOLD_RULES:
         raise ValueError(f"unknown threshold rule {rule!r}: choose one of {', '.join(THRESHOLD_RULES)}")
     items: List[Dict] = json.loads(datalist.read_text()).get("validation", [])
-    lesions = [Path(i["image"]).name for i in items if "class" in i]
-    normals = [Path(i["image"]).name for i in items if "class" not in i]
+    lesions, normals = sum("class" in i for i in items), sum("class" not in i for i in items)
     if not normals or not lesions:
-        return None, {"lesion_images": len(lesions), "normal_images": len(normals), "reason": "no normal or no lesion image"}
-    out = root / "eval" / "validation_presence"
-    run_bundle_command(workflow_argv("inferring", root, datalist=str(datalist), dataset_dir=str(dataset_dir),
-                                     input_split="validation", output_dir=str(out), presence_threshold=None,
-                                     write_dicom_seg=False, **values), root / "logs" / "validation_presence.log")
-    probs = _presence_probs(out)
-    lesion_p, normal_p = [probs[n] for n in lesions], [probs[n] for n in normals]
+        return None, {"lesion_images": lesions, "normal_images": normals, "reason": "no normal or no lesion image"}
+    lesion_p, normal_p = validation_presence_probs(root, datalist, dataset_dir, **values)
     threshold = choose_presence_threshold(lesion_p, normal_p, rule, min_lesion_recall)
-    summary = {"rule": rule, "min_lesion_recall": min_lesion_recall, "lesion_images": len(lesion_p),
-               "normal_images": len(normal_p), "lesion_recall": sum(p >= threshold for p in lesion_p) / len(lesion_p),
-               "normal_specificity": sum(p < threshold for p in normal_p) / len(normal_p)}
-    return threshold, summary
+    return threshold, {"rule": rule, "min_lesion_recall": min_lesion_recall, **presence_summary(lesion_p, normal_p, threshold)}
 
 
 def train_bundle(output_dir: str, dataset_dir: Optional[str] = None, datalist: Optional[str] = None,
@@ -123,8 +139,7 @@ def train_bundle(output_dir: str, dataset_dir: Optional[str] = None, datalist: O
         threshold, summary = validation_presence_threshold(root, data_list, data, threshold_rule)
         record["validation_presence"] = summary
         if threshold is not None:
-            train_config["presence_threshold"] = threshold
-            (root / "configs" / "train.json").write_text(json.dumps(train_config, indent=4) + "\n")
+            write_train_values(root, {"presence_threshold": threshold})
             record["presence_threshold"] = threshold
             print(f"[munet train] presence threshold {threshold:.4f} ({threshold_rule}, on validation): {summary}", flush=True)
         else:

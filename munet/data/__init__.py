@@ -4,19 +4,19 @@ Tools that write data (demo data, BUSI converter, DICOM writer) live in ``munet.
 """
 
 from munet.data import (
-               augment,
-               datalist,
-               datasets,
-               dicom_pixels,
-               dicom_reader,
-               folders,
-               formats,
-               loading,
-               preprocessing,
-               sampling,
-               transforms,
-               ultrasound,
-               validation,
+    augment,
+    datalist,
+    datasets,
+    dicom_pixels,
+    dicom_reader,
+    folders,
+    formats,
+    loading,
+    preprocessing,
+    sampling,
+    transforms,
+    ultrasound,
+    validation,
 )
 
 __all__ = ["augment", "datalist", "datasets", "dicom_pixels", "dicom_reader", "folders", "formats", "loading", "preprocessing",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, List, Mapping, Optional
@@ -13,7 +14,9 @@ import torch
 from ignite.handlers import DiskSaver
 from monai.handlers import CheckpointSaver
 
-__all__ = ["AtomicDiskSaver", "AtomicCheckpointSaver", "MODEL_SELECTIONS", "atomic_torch_save", "attach_on_rank0",
+from munet.utils.process_group import rank
+
+__all__ = ["AtomicDiskSaver", "AtomicCheckpointSaver", "MODEL_SELECTIONS", "atomic_copy", "atomic_torch_save", "attach_on_rank0",
            "remove_stale_temp_files", "select_served_weights"]
 
 #: which weights a training serves as its model file
@@ -115,7 +118,7 @@ def select_served_weights(served: str | Path, last_checkpoint: str | Path, model
     """
     if model_selection not in MODEL_SELECTIONS:
         raise ValueError(f"unknown model_selection {model_selection!r}: choose one of {', '.join(MODEL_SELECTIONS)}")
-    if model_selection == "best_validation_score" or int(os.environ.get("RANK", "0")) != 0:
+    if model_selection == "best_validation_score" or rank() != 0:
         return None
     served, last = Path(served), Path(last_checkpoint)
     if not last.is_file():
@@ -130,7 +133,13 @@ def select_served_weights(served: str | Path, last_checkpoint: str | Path, model
 
 def attach_on_rank0(saver: Any, engine: Any) -> None:
     """Attach a checkpoint saver on rank 0 only: the other ranks of a DDP run hold the same weights."""
-    from munet.utils.process_group import rank
-
     if rank() == 0:
         saver.attach(engine)
+
+
+def atomic_copy(source: str | Path, target: str | Path) -> None:
+    """Copy through a temp file in the target's folder and rename: readers never see half a file."""
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.copying")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)

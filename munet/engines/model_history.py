@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
+from munet.engines.checkpoint import atomic_copy
 from munet.engines.weights_info import sidecar_path
 from munet.utils.hashing import sha256_of
 
@@ -55,12 +56,6 @@ def labels_digest(label_files: Sequence[PathLike]) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
-def _copy(source: Path, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.copying")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-
-
 def record_publication(bundle_root: PathLike, weights_name: str, record: Mapping[str, Any], keep: int = DEFAULT_KEEP) -> int:
     """Keep the weights now served as ``weights_name`` (and their sidecar) as a new history entry
     with ``record``; drop entries beyond the last ``keep``. Returns the entry's number."""
@@ -71,9 +66,9 @@ def record_publication(bundle_root: PathLike, weights_name: str, record: Mapping
     number = max(numbers, default=0) + 1
     staging = folder / f".{number}.writing"
     staging.mkdir()
-    _copy(served, staging / weights_name)
+    atomic_copy(served, staging / weights_name)
     if sidecar_path(served).is_file():
-        _copy(sidecar_path(served), staging / sidecar_path(served).name)
+        atomic_copy(sidecar_path(served), staging / sidecar_path(served).name)
     content = {"published": time.strftime("%Y-%m-%dT%H:%M:%S"), "sha256": sha256_of(served), **dict(record)}
     (staging / "record.json").write_text(json.dumps(content, indent=1))
     os.replace(staging, folder / str(number))
@@ -100,8 +95,8 @@ def rollback(bundle_root: PathLike, entry: Optional[int] = None, weights_name: s
     served = Path(bundle_root) / "models" / weights_name
     side = source / sidecar_path(served).name
     if side.is_file():
-        _copy(side, sidecar_path(served))
-    _copy(source / weights_name, served)
+        atomic_copy(side, sidecar_path(served))
+    atomic_copy(source / weights_name, served)
     number = record_publication(bundle_root, weights_name, {"rolled_back_to": chosen["entry"],
                                                             **{k: v for k, v in chosen.items() if k not in ("entry", "published", "sha256")}})
     return {**entries(bundle_root, weights_name)[-1], "entry": number}

@@ -36,7 +36,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -50,6 +49,7 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.bundle import BundleConstants, BundleTrainTask
 from monailabel.utils.others.generic import device_map
 
+from munet.engines.checkpoint import atomic_copy
 from munet.engines.model_history import labels_digest, record_publication
 from munet.engines.weights_info import WeightsMismatchError, check_weights_settings, copy_weights_info, sidecar_path
 from munet.integrations.monailabel_app.checks import RequestError, check_train_options
@@ -293,6 +293,7 @@ class MUNetTrainTask(BundleTrainTask):
     def _check_served(self, served: Path) -> Optional[str]:
         """The served weights must fit the bundle's configs to be fine-tuned (409 naming the difference)."""
         parser = self._load_bundle_config(self.bundle_path, "")
+        parser["pretrained"] = None  # the settings only: no ImageNet weights loaded to read them
         try:
             return check_weights_settings(served, parser.get_parsed_content("served_settings"))
         except WeightsMismatchError as err:
@@ -387,13 +388,13 @@ class MUNetTrainTask(BundleTrainTask):
         side, side_prev = sidecar_path(served), Path(str(sidecar_path(served)) + PREVIOUS_SUFFIX)
         if served.is_file():
             prev = Path(str(served) + PREVIOUS_SUFFIX)
-            _atomic_copy(served, prev)
+            atomic_copy(served, prev)
             if side.is_file():
-                _atomic_copy(side, side_prev)
+                atomic_copy(side, side_prev)
             elif side_prev.is_file():
                 side_prev.unlink()  # a stale one would pair with the wrong weights
             previous = f"models/{prev.name}"
-        _atomic_copy(candidate, served)
+        atomic_copy(candidate, served)
         validation = {"metric": KEY_METRIC, "before": result["before"], "after": result["after"],
                       "images": result["validation_images"], "labels_sha256": self._plan.get("validation_labels_sha256")}
         copy_weights_info(candidate, served, extra={"published_by": f"MONAI Label trainer {self.name}", "validation": validation})
@@ -406,10 +407,3 @@ class MUNetTrainTask(BundleTrainTask):
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(result, indent=1))
         os.replace(tmp, path)
-
-
-def _atomic_copy(source: Path, target: Path) -> None:
-    """Copy through a temp file in the target's folder and rename: readers never see half a file."""
-    tmp = target.with_name(f".{target.name}.copying")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
