@@ -5,7 +5,8 @@ first when itk is installed, as MONAI Label installs it), so a file one reader r
 silently come back from another with other axes. :class:`LoadUltrasoundd` instead picks the
 reader from the file type (:mod:`.formats`, the one list of readable suffixes) and uses only that:
 
-- ``.png .jpg .jpeg .bmp .tif .tiff``: ``PILReader(reverse_indexing=False)``
+- ``.png .jpg .jpeg .bmp .tif .tiff``: ``PILReader(reverse_indexing=False)``; images (not masks)
+  through :func:`~munet.data.pil_modes.as_displayed`, so every PIL mode reads as a viewer shows it
 - ``.nii .nii.gz``: :class:`Nifti2DReader` (NIfTI, as one 2D image)
 - ``.dcm .dicom``, or any other name whose content is DICOM (``IM0001``, UID names, files
   without the preamble): :class:`UltrasoundDicomReader`
@@ -27,6 +28,7 @@ from monai.utils import MetaKeys
 
 from munet.data.dicom_reader import DicomReadError, UltrasoundDicomReader
 from munet.data.formats import NIFTI_SUFFIXES, PIL_SUFFIXES, SUPPORTED, file_kind
+from munet.data.pil_modes import as_displayed
 from munet.errors import BadInputError
 
 __all__ = [
@@ -71,11 +73,12 @@ class Nifti2DReader(NibabelReader):
         return array, header
 
 
-def reader_for(path: str, dicom_frame: Optional[int] = None) -> ImageReader:
-    """The one reader used for ``path``, chosen by its suffix, or by its content for DICOM."""
+def reader_for(path: str, dicom_frame: Optional[int] = None, mask: bool = False) -> ImageReader:
+    """The one reader used for ``path``, chosen by its suffix, or by its content for DICOM. A
+    ``mask`` keeps its stored values (a palette mask's indices); an image reads as displayed."""
     kind = file_kind(path)
     if kind == "pil":
-        return PILReader(reverse_indexing=False)
+        return PILReader(reverse_indexing=False, converter=None if mask else as_displayed)
     if kind == "nifti":
         return Nifti2DReader()
     if kind == "dicom":
@@ -83,7 +86,7 @@ def reader_for(path: str, dicom_frame: Optional[int] = None) -> ImageReader:
     raise ImageLoadError(f"{path}: {UNSUPPORTED}")
 
 
-def _load(loader: LoadImage, path: Any, dicom_frame: Optional[int]) -> MetaTensor:
+def _load(loader: LoadImage, path: Any, dicom_frame: Optional[int], mask: bool = False) -> MetaTensor:
     if not isinstance(path, (str, Path)):
         return loader(path)  # already an array (e.g. MONAI Label passes loaded data)
     if not Path(path).is_file():
@@ -91,7 +94,7 @@ def _load(loader: LoadImage, path: Any, dicom_frame: Optional[int]) -> MetaTenso
     if Path(path).stat().st_size == 0:
         raise ImageLoadError(f"{path}: empty file (0 bytes)")
     try:
-        return loader(str(path), reader_for(str(path), dicom_frame))
+        return loader(str(path), reader_for(str(path), dicom_frame, mask))
     except (ImageLoadError, DicomReadError):
         raise
     except Exception as err:  # PIL, nibabel: their messages do not name the file
@@ -102,12 +105,13 @@ def _load(loader: LoadImage, path: Any, dicom_frame: Optional[int]) -> MetaTenso
 _ARRAY_LOADER: Optional[LoadImage] = None
 
 
-def load_image(path: str, dicom_frame: Optional[int] = None) -> MetaTensor:
-    """Load one file as the training pipeline would, before adding the channel axis."""
+def load_image(path: str, dicom_frame: Optional[int] = None, mask: bool = False) -> MetaTensor:
+    """Load one file as the training pipeline would, before adding the channel axis (a ``mask``
+    with its stored values)."""
     global _ARRAY_LOADER
     if _ARRAY_LOADER is None:
         _ARRAY_LOADER = LoadImage(image_only=True)
-    return _load(_ARRAY_LOADER, path, dicom_frame)
+    return _load(_ARRAY_LOADER, path, dicom_frame, mask)
 
 
 class LoadUltrasoundd(LoadImaged):
@@ -117,11 +121,14 @@ class LoadUltrasoundd(LoadImaged):
         keys: keys of the image and mask paths.
         dicom_frame: frame of multi-frame DICOM files (required for them).
         allow_missing_keys: inference samples have no mask.
+        mask_keys: the keys among ``keys`` that hold masks (read with their stored values).
     """
 
-    def __init__(self, keys: KeysCollection, dicom_frame: Optional[int] = None, allow_missing_keys: bool = True) -> None:
+    def __init__(self, keys: KeysCollection, dicom_frame: Optional[int] = None, allow_missing_keys: bool = True,
+                 mask_keys: KeysCollection = ("label",)) -> None:
         super().__init__(keys, image_only=True, allow_missing_keys=allow_missing_keys)
         self.dicom_frame = dicom_frame
+        self.mask_keys = {mask_keys} if isinstance(mask_keys, str) else set(mask_keys)
 
     def __call__(self, data: Mapping[Hashable, Any], reader: Optional[ImageReader] = None) -> dict:
         d = dict(data)
@@ -129,7 +136,7 @@ class LoadUltrasoundd(LoadImaged):
             if reader is not None:
                 loaded = self._loader(d[key], reader)
             else:
-                loaded = _load(self._loader, d[key], self.dicom_frame)
+                loaded = _load(self._loader, d[key], self.dicom_frame, key in self.mask_keys)
             # MONAI Label's BundleInferTask sets ``image_only = False`` on every LoadImaged, which
             # makes the loader return (image, meta); the MetaTensor already carries the meta.
             d[key] = loaded[0] if isinstance(loaded, tuple) else loaded

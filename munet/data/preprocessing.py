@@ -80,7 +80,7 @@ def deterministic_transforms(
         raise ValueError("pad_to_square needs an image_size")
     spatial = [image_key] + ([label_key] if label_key else [])
     chain: List[MapTransform] = [
-        LoadUltrasoundd(keys=spatial, dicom_frame=dicom_frame),
+        LoadUltrasoundd(keys=spatial, dicom_frame=dicom_frame, mask_keys=[label_key] if label_key else []),
         EnsureChannelFirstd(keys=spatial, allow_missing_keys=True),
     ]
     if simulate_clicks and not (guidance and label_key):

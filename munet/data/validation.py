@@ -86,7 +86,7 @@ def check_case(
     if not mask_path or not Path(mask_path).is_file():
         return f"mask file not found: {mask_path}"
     try:
-        mask = np.asarray(load_image(mask_path, dicom_frame))
+        mask = np.asarray(load_image(mask_path, dicom_frame, mask=True))
         mask_shape = _spatial(mask, mask_path)
     except Exception as err:
         return f"mask {mask_path} cannot be read: {_reason(err, mask_path)}"

@@ -20,6 +20,7 @@ from scipy import ndimage
 from munet.constants import US_SPACING_KEY
 from munet.data.dicom_reader import is_dicom_file
 from munet.data.formats import strip_image_suffix
+from munet.data.image_size import image_size_warning
 from munet.engines.metrics import MUNetMetrics
 from munet.engines.postprocessing import CLASS_PROB_KEY, LESION_PROB_KEY
 
@@ -190,6 +191,8 @@ class PredictionWriter:
             config so that this glue does not depend on the DICOM integration); the CSV gets their
             paths and SOP Instance UIDs, or ``dicom_error`` when the file cannot be referenced (the
             PNG outputs are still written). None writes no DICOM.
+        image_size: the network's input size: an image far from it gets a ``warnings`` entry in the
+            CSV and the log (:func:`munet.data.image_size.image_size_warning`).
     """
 
     def __init__(
@@ -199,8 +202,10 @@ class PredictionWriter:
         threshold: float = 0.5,
         overlay: bool = True,
         dicom_writer: Any = None,
+        image_size: Optional[int] = None,
     ) -> None:
         self.output_dir = Path(output_dir)
+        self.image_size = image_size
         self.class_names = list(class_names)
         self.threshold = threshold
         self.overlay = overlay
@@ -244,6 +249,10 @@ class PredictionWriter:
         if LESION_PROB_KEY in sample:  # a presence head: its decision, and the probability behind it
             row["lesion_prob"] = round(float(sample[LESION_PROB_KEY]), 6)
         row["finding"] = "lesion" if mask.any() else "no lesion"
+        size_warning = image_size_warning(*mask.shape, self.image_size)
+        if size_warning:
+            logger.warning("%s: %s", source, size_warning)
+            row["warnings"] = size_warning
         if spacing:
             row.update(spacing_row_mm=spacing[0], spacing_col_mm=spacing[1],
                        lesion_area_mm2=round(float(mask.sum()) * spacing[0] * spacing[1], 3))

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from munet.data.image_size import image_size_warning
+
 __all__ = ["write_label", "result_json"]
 
 
@@ -27,9 +29,10 @@ def write_label(prob: Any, threshold: float, label_value: int) -> Tuple[str, int
 
 
 def result_json(class_prob: Any, class_names: Sequence[str], lesion_pixels: int, shape: Sequence[int], clicks: Mapping[str, int],
-                lesion_prob: Optional[float] = None) -> Dict[str, Any]:
-    """The JSON part of the answer: class probabilities, predicted class, mask size, clicks used, and
-    the finding ("lesion" or "no lesion", with the presence head's probability when the model has one)."""
+                lesion_prob: Optional[float] = None, image_size: Optional[int] = None) -> Dict[str, Any]:
+    """The JSON part of the answer: class probabilities, predicted class, mask size, clicks used, the
+    finding ("lesion" or "no lesion", with the presence head's probability when the model has one),
+    and ``warnings`` about the image (its size, :func:`munet.data.image_size.image_size_warning`)."""
     probs = [float(p) for p in torch.as_tensor(class_prob).flatten()]
     result = {
         "class_probabilities": {name: round(p, 6) for name, p in zip(class_names, probs)},
@@ -41,4 +44,7 @@ def result_json(class_prob: Any, class_names: Sequence[str], lesion_pixels: int,
     }
     if lesion_prob is not None:
         result["lesion_probability"] = round(float(lesion_prob), 6)
+    size_warning = image_size_warning(int(shape[0]), int(shape[1]), image_size)
+    if size_warning:
+        result["warnings"] = [size_warning]
     return result
