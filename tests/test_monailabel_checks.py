@@ -17,10 +17,13 @@ from PIL import Image
 from munet.engines.weights_info import read_weights_info, sidecar_path, write_weights_info
 from munet.integrations.monailabel_app.checks import (
     RequestError,
+    check_clicks,
+    check_infer_params,
     check_label_class,
     check_label_file,
     check_tag,
     check_train_options,
+    label_warnings,
     parse_json_object,
     scrub_paths,
 )
@@ -42,9 +45,12 @@ def test_train_options_are_checked_and_completed():
     for body, field in [({"max_epochs": 0}, "max_epochs"), ({"max_epochs": "abc"}, "max_epochs"), ({"max_epochs": 2.5}, "max_epochs"),
                         ({"max_epochs": True}, "max_epochs"), ({"val_split": 1.5}, "val_split"),
                         ({"fine_tune_learning_rate": -1}, "fine_tune_learning_rate"), ({"pretrained": "maybe"}, "pretrained"),
-                        ({"device": "gpu9"}, "device"), ([1, 2], "body")]:
+                        ({"device": "gpu9"}, "device"), ({"device": "cuda:99"}, "device"), ([1, 2], "body")]:
         err = _refused(check_train_options, body, DEFAULTS)
         assert err.field == field and err.status == 422 and err.message.startswith(f"{field}: "), err.message
+    gpu = check_train_options({"device": "cuda:1"}, DEFAULTS, devices=["NVIDIA A100", "cuda:0", "cuda:1"])
+    assert gpu["device"] == "cuda:1" and check_train_options({"device": "cuda"}, DEFAULTS, devices=["cuda:0"])["device"] == "cuda"
+    assert "not a device of this server (devices: cpu)" in _refused(check_train_options, {"device": "cuda:99"}, DEFAULTS).message
 
 
 def test_params_and_tag():
@@ -79,7 +85,7 @@ def test_label_files_are_checked(tmp_path):
 
     good = np.zeros((30, 40), np.uint8)
     good[5:10, 5:10] = 255
-    assert check_label_file(label("ok.png", good), "ok.png", str(image), "case") == {"shape": [30, 40], "lesion_pixels": 25}
+    assert check_label_file(label("ok.png", good), "ok.png", str(image), "case") == {"shape": [30, 40], "lesion_pixels": 25, "warnings": []}
     cases = {
         "text": (label("t.png", raw=b"hello, not an image"), "is not a readable image"),
         "small": (label("s.png", np.zeros((10, 10), np.uint8)), "10x10 (rows x columns) but image 'case' is 30x40"),
@@ -143,3 +149,36 @@ def test_a_studies_folder_whose_images_are_in_sub_folders_is_refused_naming_them
     with pytest.raises(ValueError, match=r"demo_data holds no images itself, but its sub-folders do: images/ \(3 images\)"):
         check(str(nested))
     check("http://127.0.0.1:8042/dicom-web")  # a DICOMweb root is not a folder
+
+
+def test_infer_params_no_client_uses_are_refused_naming_them():
+    check_infer_params({"foreground": [], "result_extension": ".nrrd", "label_info": [], "threshold": 0.5}, ["threshold"])
+    err = _refused(check_infer_params, {"forground": [[1, 2]], "foreground": []}, ["threshold"])
+    assert err.status == 422 and err.message.startswith("params: unknown parameter 'forground' (accepted: ")
+
+
+@pytest.mark.parametrize("clicks, message", [
+    ({"foreground": [[1, 2, 3, 4]]}, "params.foreground: click [1, 2, 3, 4] must be [x, y] (column, row) or [x, y, 0]"),
+    ({"background": [["a", "b"]]}, 'params.background: click ["a", "b"] must hold numbers'),
+    ({"foreground": [[3, 4, 5]]}, "params.foreground: click [3, 4, 5] is on slice 5, but a 2D image has only slice 0"),
+    ({"foreground": "40,31"}, 'params.foreground: "40,31" is not a list of clicks'),
+    ({"lesion": [[1, True]]}, "params.lesion: click [1, true] must hold numbers"),
+])
+def test_malformed_clicks_are_refused_naming_the_click(clicks, message):
+    assert _refused(check_clicks, clicks).message.startswith(message)
+
+
+def test_well_formed_clicks_pass():
+    check_clicks({"foreground": [[40, 31], [1.5, 2, 0]], "background": [], "lesion": None})
+
+
+def test_labels_that_look_wrong_get_a_warning():
+    lesion = np.zeros((40, 50), bool)
+    lesion[10:20, 15:30] = True
+    assert label_warnings(lesion) == []
+    assert label_warnings(np.zeros((40, 50), bool)) == []
+    inverted = label_warnings(~lesion)
+    assert len(inverted) == 2 and "looks inverted" in inverted[0] and "covers 92% of the image" in inverted[1]
+    big = np.zeros((40, 50), bool)
+    big[2:38, 2:48] = True  # 83 % of the image, inside the border
+    assert label_warnings(big) == ["label: the lesion covers 83% of the image; a lesion rarely does: check the label"]

@@ -14,10 +14,12 @@ import contextlib
 import io
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from email.parser import BytesParser
 from pathlib import Path
@@ -109,8 +111,9 @@ def served(tmp_path_factory) -> Dict:
 
 
 @contextlib.contextmanager
-def _running_server(studies: Path, bundle: Path, log_path: Path, *options: str):
-    """The real server on ``studies`` serving ``bundle`` (start script options ``options``), up and answering; stopped after."""
+def _running_server(studies: Path, bundle: Path, log_path: Path, *options: str, headers: Dict | None = None):
+    """The real server on ``studies`` serving ``bundle`` (start script options ``options``), up and answering
+    (to ``headers``); stopped after."""
     port = _free_port()
     log = open(log_path, "w")
     process = subprocess.Popen(
@@ -126,7 +129,7 @@ def _running_server(studies: Path, bundle: Path, log_path: Path, *options: str):
             if process.poll() is not None:
                 raise AssertionError(f"server exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
             try:
-                if requests.get(f"{url}/info/", timeout=5).status_code == 200:
+                if requests.get(f"{url}/info/", timeout=5, headers=headers).status_code == 200:
                     break
             except requests.ConnectionError:
                 pass
@@ -385,6 +388,30 @@ def _malformed_requests(served: Dict):
          'max_epochs: "abc" is not a whole number (allowed: 1 to 10000)'),
         ("train: negative learning rate", "post", "/train/munet", dict(params={"run_sync": "true"}, json={"fine_tune_learning_rate": -1}),
          422, "fine_tune_learning_rate: -1 is out of range"),
+        ("train: a device this machine lacks", "post", "/train/munet", dict(params={"run_sync": "true"}, json={"device": "cuda:99"}),
+         422, "device: \"cuda:99\" is not a device of this server (devices: cpu)"),
+        ("infer: device \"banana\"", "post", "/infer/munet", dict(params={"image": image_id}, data={"params": json.dumps({"device": "banana"})}),
+         422, "params.device: 'banana' is not a device of this server"),
+        ("infer: model_filename a file that is not the model", "post", "/infer/munet",
+         dict(params={"image": image_id}, data={"params": json.dumps({"model_filename": "model.json"})}), 422,
+         "params.model_filename: 'model.json' is not served by this model"),
+        ("infer: an unknown parameter", "post", "/infer/munet_interactive",
+         dict(params={"image": image_id}, data={"params": json.dumps({"forground": [[1, 1]]})}), 422, "params: unknown parameter 'forground'"),
+        ("infer: a click of 4 coordinates", "post", "/infer/munet_interactive",
+         dict(params={"image": image_id}, data={"params": json.dumps({"foreground": [[1, 2, 3, 4]]})}), 422,
+         "params.foreground: click [1, 2, 3, 4] must be [x, y] (column, row) or [x, y, 0]"),
+        ("infer: slice 5 of a 2D image", "post", "/infer/munet_interactive",
+         dict(params={"image": image_id}, data={"params": json.dumps({"foreground": [[1, 2, 5]]})}), 422,
+         "params.foreground: click [1, 2, 5] is on slice 5, but a 2D image has only slice 0"),
+        ("infer: clicks as strings", "post", "/infer/munet_interactive",
+         dict(params={"image": image_id}, data={"params": json.dumps({"background": [["a", "b"]]})}), 422,
+         'params.background: click ["a", "b"] must hold numbers'),
+        ("infer: a made-up session_id", "post", "/infer/munet", dict(params={"session_id": "no_such_session"}), 404,
+         "session_id: 'no_such_session' is not a session of this server"),
+        ("image info: not JSON", "put", "/datastore/image/info", dict(params={"image": image_id}, data={"info": "{not json"}), 422,
+         "info: not valid JSON"),
+        ("label info: not JSON", "put", "/datastore/label/info", dict(params={"label": image_id, "tag": "final"}, data={"info": "[1"}),
+         422, "info: not valid JSON"),
     ]
 
 
@@ -624,3 +651,93 @@ def test_a_single_bad_label_trains_but_publishes_nothing(served, tmp_path):
     assert "publishing needs at least 10 held-out ones" in result["reason"] and result["min_validation_images"] == 10
     assert (bundle / "models" / "model.pt").read_bytes() == weights and not (bundle / "models" / "model.pt.prev").exists()
     assert stats["published"] is False and stats["reason"] == result["reason"]
+
+
+def test_a_label_that_looks_wrong_is_saved_with_a_warning(served):
+    url = served["url"]
+    image_id = next(i for i in served["truth"] if i.startswith("case_"))
+    lesion = _truth(served, image_id)
+    for mask, warned in ((lesion, False), (~lesion, True)):
+        response = requests.put(f"{url}/datastore/label", params={"image": image_id, "tag": "warncheck"},
+                                files={"label": ("label.png", _png(mask.astype(np.uint8) * 255), "image/png")}, timeout=60)
+        assert response.status_code == 200, response.text
+        warnings = response.json().get("warnings", [])
+        assert bool(warnings) == warned and (not warned or "looks inverted" in warnings[0]), response.text
+    assert requests.delete(f"{url}/datastore/label", params={"id": image_id, "tag": "warncheck"}, timeout=60).status_code == 200
+
+
+def test_info_answers_while_an_inference_runs(served):
+    """MONAI Label ran inference on the event loop: /info/ waited for it (2.4 s for a 4000x4000 upload)."""
+    url = served["url"]
+    noise = np.random.default_rng(0).integers(0, 255, (4000, 4000), dtype=np.uint8)
+    upload = _png(noise)
+    done: Dict = {}
+
+    def infer() -> None:
+        start = time.perf_counter()
+        response = requests.post(f"{url}/infer/munet", params={"output": "json"}, files={"file": ("big.png", upload, "image/png")},
+                                 timeout=300)
+        done.update(status=response.status_code, text=response.text[:500], seconds=time.perf_counter() - start)
+
+    worker = threading.Thread(target=infer)
+    worker.start()
+    latencies = []
+    time.sleep(0.3)  # the upload is under way
+    while worker.is_alive():
+        start = time.perf_counter()
+        assert requests.get(f"{url}/info/", timeout=60).status_code == 200
+        latencies.append(time.perf_counter() - start)
+        time.sleep(0.1)
+    worker.join()
+    assert done["status"] == 200, done["text"]
+    print(f"inference {done['seconds']:.2f} s; /info/ during it: {len(latencies)} requests, max {max(latencies):.2f} s, "
+          f"median {float(np.median(latencies)):.3f} s")
+    assert done["seconds"] > 1.0 and len(latencies) >= 3, f"the inference ({done['seconds']:.2f} s) is too short to test this"
+    assert max(latencies) < 0.5 * done["seconds"] and float(np.median(latencies)) < 0.5, latencies
+
+
+def test_a_server_bound_beyond_this_machine_needs_a_token(tmp_path):
+    _skip_unless_installed()
+    started = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "start_monailabel.sh"), str(tmp_path), "--host", "0.0.0.0"],
+                             capture_output=True, text=True, timeout=120, env={**os.environ, "MONAILABEL_PYTHON": str(MONAILABEL_PYTHON)})
+    assert started.returncode != 0 and "error: the server binds 0.0.0.0, which other machines reach, and has no token" in started.stderr, \
+        started.stderr[-2000:]
+    short = tmp_path / "short.token"
+    short.write_text("abc\n")
+    started = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "start_monailabel.sh"), str(tmp_path), "--token_file", str(short)],
+                             capture_output=True, text=True, timeout=120, env={**os.environ, "MONAILABEL_PYTHON": str(MONAILABEL_PYTHON)})
+    assert started.returncode != 0 and "the token must be one line of at least 16 characters" in started.stderr, started.stderr[-2000:]
+
+
+def test_with_a_token_every_route_needs_it(served, tmp_path):
+    token = secrets.token_urlsafe(32)
+    token_file = tmp_path / "server.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    good = {"Authorization": f"Bearer {token}"}
+    with _running_server(served["studies"], served["bundle"], tmp_path / "auth.log", "--token_file", str(token_file), headers=good) as url:
+        spec = requests.get(f"{url}/openapi.json", headers=good, timeout=30)
+        assert spec.status_code == 200
+        routes = sorted({(method.upper(), path) for path, ops in spec.json()["paths"].items() for method in ops}
+                        | {("GET", "/"), ("GET", "/ohif/"), ("GET", "/openapi.json"), ("GET", "/docs")})
+        assert len(routes) > 30, routes
+        # ids the guard refuses: a request that passes the token check goes no further than the guard
+        traversal = {"image": "../x", "id": "../x", "label": "../x"}
+        for method, path in routes:
+            concrete = path.replace("{", "").replace("}", "")  # /infer/{model} -> /infer/model: a name, never run
+            for headers in ({}, {"Authorization": "Bearer wrong-token-of-some-length"}, {"Authorization": token}):
+                response = requests.request(method, f"{url}{concrete}", headers=headers, params=traversal, timeout=60)
+                assert response.status_code == 401, f"{method} {path} with {headers or 'no header'}: {response.status_code} {response.text[:300]}"
+                assert response.headers.get("www-authenticate", "").startswith("Bearer")
+            response = requests.request(method, f"{url}{concrete}", headers=good, params=traversal, timeout=60)
+            assert response.status_code != 401, f"{method} {path} with the token: {response.status_code} {response.text[:300]}"
+        # and the work itself goes through with the token
+        image_id = next(i for i in served["truth"] if i.startswith("case_"))
+        assert requests.get(f"{url}/datastore/", params={"output": "all"}, headers=good, timeout=30).status_code == 200
+        inferred = requests.post(f"{url}/infer/munet", params={"image": image_id, "output": "json"}, headers=good, timeout=300)
+        assert inferred.status_code == 200, inferred.text[:500]
+        saved = requests.put(f"{url}/datastore/label", params={"image": image_id, "tag": "authcheck"}, headers=good, timeout=60,
+                             files={"label": ("label.png", _png(_truth(served, image_id).astype(np.uint8) * 255), "image/png")})
+        assert saved.status_code == 200, saved.text
+        assert requests.delete(f"{url}/datastore/label", params={"id": image_id, "tag": "authcheck"}, headers=good, timeout=60).status_code == 200
+        assert "refused: no token" in (tmp_path / "auth.log").read_text()

@@ -104,15 +104,19 @@ def infer(inputs: str, bundle: str = ".", output_dir: str = "", interactive: boo
     run_bundle_command(workflow_argv("inferring", root, ("inference_interactive.json",) if interactive else (), **values))
 
 
-def serve(studies: str, bundle: str = ".", host: str = "127.0.0.1", port: int = 8000, min_validation_images: int = 10) -> None:
+def serve(studies: str, bundle: str = ".", host: str = "127.0.0.1", port: int = 8000, min_validation_images: int = 10,
+          token_file: str = "") -> None:
     """Start the MONAI Label server on ``studies`` (a folder of images, or a DICOMweb root) serving
     the bundle folder (needs ``bash scripts/setup_env.sh --with-monailabel``). A server-side training
-    publishes new weights only when validated on at least ``--min_validation_images`` labelled images."""
+    publishes new weights only when validated on at least ``--min_validation_images`` labelled images.
+    With ``--token_file`` every request must send ``Authorization: Bearer <token>``; a ``--host``
+    other than 127.0.0.1 needs one."""
     from munet.engines.bundle_folder import REPO_ROOT
 
     script = REPO_ROOT / "scripts" / "start_monailabel.sh"
+    token = ["--token_file", token_file] if token_file else []
     os.execvp("bash", ["bash", str(script), studies, "--bundle_path", str(_bundle(bundle)), "--host", host, "--port", str(port),
-                       "--min_validation_images", str(int(min_validation_images))])
+                       "--min_validation_images", str(int(min_validation_images)), *token])
 
 
 def rollback(bundle: str = ".", entry: int = 0, weights: str = "model.pt", list_only: bool = False) -> None:

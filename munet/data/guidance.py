@@ -46,7 +46,7 @@ SIGMA_FRACTION = 0.03
 
 
 def parse_clicks(points: Any, shape: Sequence[int], source: str = "clicks") -> List[tuple]:
-    """``[[x, y(, z)], ...]`` (column, row) -> ``[(row, col), ...]`` inside an image of ``shape`` (rows, cols).
+    """``[[x, y(, 0)], ...]`` (column, row) -> ``[(row, col), ...]`` inside an image of ``shape`` (rows, cols).
 
     Raises a ``ValueError`` naming ``source`` for a malformed point or one outside the image.
     """
@@ -58,8 +58,12 @@ def parse_clicks(points: Any, shape: Sequence[int], source: str = "clicks") -> L
         points = json.loads(points) if points.strip() else []
     out = []
     for point in points:
-        if not isinstance(point, (list, tuple)) or len(point) < 2:
-            raise ValueError(f"{source}: a click must be [x, y] (column, row), got {point!r}")
+        if not isinstance(point, (list, tuple)) or len(point) not in (2, 3):
+            raise ValueError(f"{source}: a click must be [x, y] (column, row) or [x, y, 0], got {point!r}")
+        if not all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v) for v in point):
+            raise ValueError(f"{source}: click {list(point)} must hold numbers (column, row in pixels)")
+        if len(point) == 3 and point[2] != 0:
+            raise ValueError(f"{source}: click {list(point)} is on slice {point[2]}, but a 2D image has only slice 0")
         col, row = int(round(float(point[0]))), int(round(float(point[1])))
         if not (0 <= row < shape[0] and 0 <= col < shape[1]):
             raise ValueError(f"{source}: click {list(point)} is outside the {shape[1]}x{shape[0]} (width x height) image")

@@ -29,6 +29,10 @@ __all__ = [
     "check_plain_id",
     "check_inside",
     "check_infer_options",
+    "check_infer_params",
+    "check_clicks",
+    "label_warnings",
+    "CLIENT_INFER_PARAMS",
     "check_image_upload",
     "check_studies_folder",
     "check_train_options",
@@ -103,6 +107,46 @@ def check_infer_options(params: Mapping[str, Any], weights: Sequence[str], devic
     device = params.get("device")
     if device is not None and str(device) not in devices:
         raise RequestError("params.device", f"{str(device)[:40]!r} is not a device of this server (devices: {', '.join(devices)})")
+
+
+#: infer parameters MONAI Label clients send besides a task's own (MONAI Label's request keys, 3D
+#: Slicer's and OHIF's): accepted, and ignored where they do not apply (this server answers PNG)
+CLIENT_INFER_PARAMS = frozenset({
+    "device", "model_filename", "result_extension", "result_dtype", "result_compress", "restore_label_idx", "largest_cc",
+    "label_info", "client_id", "logging", "roi_size", "sw_batch_size", "sw_overlap", "cache_transforms",
+    "cache_transforms_in_memory", "cache_transforms_ttl", "foreground", "background", "lesion",
+})
+#: parameters holding clicks: [[x, y], ...] or Slicer's [[x, y, 0], ...]
+CLICK_PARAMS = ("foreground", "background", "lesion")
+
+
+def check_infer_params(params: Mapping[str, Any], task_params: Sequence[str]) -> None:
+    """Refuse parameters no client and no task uses (a typo such as ``forground`` ran without its clicks)."""
+    accepted = CLIENT_INFER_PARAMS | set(task_params)
+    unknown = sorted(str(k) for k in params if k not in accepted)
+    if unknown:
+        shown = ", ".join(repr(scrub_paths(k)[:40]) for k in unknown[:5])
+        raise RequestError("params", f"unknown parameter{'s' if len(unknown) > 1 else ''} {shown} "
+                                     f"(accepted: {', '.join(sorted(accepted))})")
+
+
+def check_clicks(params: Mapping[str, Any]) -> None:
+    """Clicks are lists of ``[x, y]`` (column, row) or ``[x, y, 0]`` numbers: a 2D image has one slice.
+    Whether a click is inside the image is checked when the image is read."""
+    for key in CLICK_PARAMS:
+        points = params.get(key)
+        if points is None:
+            continue
+        if not isinstance(points, list):
+            raise RequestError(f"params.{key}", f"{json.dumps(points)[:80]} is not a list of clicks; send [[x, y], ...]")
+        for point in points:
+            shown = json.dumps(point)[:80]
+            if not isinstance(point, list) or len(point) not in (2, 3):
+                raise RequestError(f"params.{key}", f"click {shown} must be [x, y] (column, row) or [x, y, 0]")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in point):
+                raise RequestError(f"params.{key}", f"click {shown} must hold numbers (column, row in pixels), not text")
+            if len(point) == 3 and point[2] != 0:
+                raise RequestError(f"params.{key}", f"click {shown} is on slice {point[2]:g}, but a 2D image has only slice 0")
 
 
 def check_image_upload(path: str, upload_name: str) -> str:
@@ -191,9 +235,10 @@ def _boolean(name: str, value: Any) -> bool:
 def check_train_options(options: Any, defaults: Mapping[str, Any], devices: Sequence[str] = ()) -> Dict[str, Any]:
     """The trainer options of a ``/train/<model>`` body, checked and completed with ``defaults``.
 
-    Numbers may come as JSON numbers or numeric strings; ``device`` is cpu, cuda, cuda:N or one
-    of ``devices`` (MONAI Label's GPU names); anything else the trainer does not know is passed
-    on unchanged (MONAI Label's own options: tracking, gpus, run_id, ...).
+    Numbers may come as JSON numbers or numeric strings; ``device`` is cpu or one of ``devices``
+    (MONAI Label's device map: GPU names and cuda:N; cuda when there is one): a device this machine
+    lacks is refused, not run on the CPU. Anything else the trainer does not know is passed on
+    unchanged (MONAI Label's own options: tracking, gpus, run_id, ...).
     """
     if options is None:
         options = {}
@@ -214,9 +259,12 @@ def check_train_options(options: Any, defaults: Mapping[str, Any], devices: Sequ
         device = options["device"]
         if isinstance(device, (list, tuple)) and device:
             device = device[0]  # the option list MONAI Label offers: its first entry is the default
-        if not isinstance(device, str) or not (_DEVICE.match(device) or device in devices):
-            known = ", ".join(["cpu", "cuda", "cuda:N", *devices])
-            raise RequestError("device", f"{json.dumps(options['device'])} is not a device ({known})")
+        here = {"cpu", *devices} | ({"cuda"} if any(str(d).startswith("cuda:") for d in devices) else set())
+        if not isinstance(device, str) or device not in here:
+            shown = json.dumps(options["device"])[:60]
+            if isinstance(device, str) and _DEVICE.match(device):
+                raise RequestError("device", f"{shown} is not a device of this server (devices: {', '.join(sorted(here))})")
+            raise RequestError("device", f"{shown} is not a device ({', '.join(sorted(here))})")
         checked["device"] = device
     return checked
 
@@ -234,10 +282,10 @@ def _spatial(mask: np.ndarray) -> np.ndarray:
     raise RequestError("label", f"not a 2D image (array shape {tuple(mask.shape)})")
 
 
-def _load(path: str) -> np.ndarray:
+def _load(path: str, mask: bool = False) -> np.ndarray:
     from munet.data.loading import load_image
 
-    return np.asarray(load_image(path))
+    return np.asarray(load_image(path, mask=mask))
 
 
 def _reason(err: BaseException, path: str, name: str) -> str:
@@ -253,7 +301,7 @@ def check_label_file(label_path: str, upload_name: str, image_path: str, image_i
     """The uploaded label must be an image the bundle reads, with its image's rows x columns, and
     binary (0 and one lesion value). Returns its shape and values; raises :class:`RequestError`."""
     try:
-        mask = _spatial(_load(label_path))
+        mask = _spatial(_load(label_path, mask=True))
     except RequestError:
         raise
     except Exception as err:  # unreadable: a text file, a truncated PNG, an unsupported type
@@ -272,7 +320,27 @@ def check_label_file(label_path: str, upload_name: str, image_path: str, image_i
     if values.size > 2 or (values.size == 2 and values[0] != 0):
         shown = ", ".join(f"{v:g}" for v in values[:6].astype(float)) + (" ..." if values.size > 6 else "")
         raise RequestError("label", f"not binary (values {shown}); expected 0 for background and one lesion value")
-    return {"shape": [int(rows), int(cols)], "lesion_pixels": int((mask > 0).sum())}
+    return {"shape": [int(rows), int(cols)], "lesion_pixels": int((mask > 0).sum()), "warnings": label_warnings(mask > 0)}
+
+
+#: a label whose lesion covers more of the image than this, or more of its border, is probably wrong
+MOST_OF_IMAGE = 0.6
+MOST_OF_BORDER = 0.5
+
+
+def label_warnings(lesion: np.ndarray) -> list:
+    """What looks wrong in a saved label (it is stored anyway): a lesion covering most of the image,
+    or most of its border (background painted as lesion: an inverted mask)."""
+    warnings = []
+    if lesion.size == 0 or not lesion.any():
+        return warnings
+    border = np.concatenate([lesion[0], lesion[-1], lesion[1:-1, 0], lesion[1:-1, -1]])
+    if border.mean() > MOST_OF_BORDER:
+        warnings.append(f"label: the lesion touches {border.mean():.0%} of the image border; the label looks inverted "
+                        "(background marked as lesion): check it before training")
+    if lesion.mean() > MOST_OF_IMAGE:
+        warnings.append(f"label: the lesion covers {lesion.mean():.0%} of the image; a lesion rarely does: check the label")
+    return warnings
 
 
 def check_label_class(params: Mapping[str, Any], class_names: Sequence[str]) -> Optional[int]:

@@ -48,7 +48,7 @@ EXISTING_ID_ROUTES: Dict[Tuple[str, str], str] = {
     ("DELETE", "/datastore/label"): "id",
     ("GET", "/datastore/label/info"): "label",
     ("PUT", "/datastore/label/info"): "label",
-    ("PUT", "/updatelabelinfo"): "label",
+    ("PUT", "/datastore/updatelabelinfo"): "label",
     ("PUT", "/datastore/label"): "image",
 }
 #: query fields that become file names somewhere (checked on every route)

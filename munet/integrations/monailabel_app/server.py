@@ -35,6 +35,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Optional
 
@@ -45,6 +46,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from monailabel.app import app as monailabel_app
 from monailabel.config import settings
+from monailabel.endpoints import datastore as datastore_endpoint
 from monailabel.endpoints import infer as infer_endpoint
 from monailabel.endpoints import train as train_endpoint
 from monailabel.endpoints.infer import ResultType
@@ -59,10 +61,13 @@ from starlette.middleware import Middleware
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from munet.integrations.monailabel_app.auth import TokenAuth, auth_settings
 from munet.integrations.monailabel_app.checks import (
     RequestError,
+    check_clicks,
     check_image_upload,
     check_infer_options,
+    check_infer_params,
     check_label_class,
     check_label_file,
     check_plain_id,
@@ -130,7 +135,30 @@ async def api_save_label(
     label_id = instance.datastore().save_label(image, label_file, tag, info)
     result = instance.on_save_label(image, label_id) or {}
     result.update({"image": image, "label": label_id})
+    if checked["warnings"]:
+        logger.warning(f"label of {image} saved with warnings: {'; '.join(checked['warnings'])}")
+        result["warnings"] = checked["warnings"]
     return result
+
+
+@checked.put(f"{_API}/datastore/image/info", summary="Update Image Info (checked: info is a JSON object)")
+async def api_put_image_info(image: str, info: str = Form("{}"), user: User = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_ANNOTATOR))):
+    parse_json_object(info, "info", example='{"comment": "reviewed"}')
+    return datastore_endpoint.update_image_info(image, info, user.username)
+
+
+@checked.put(f"{_API}/datastore/label/info", summary="Update Label Info (checked: info is a JSON object)")
+async def api_put_label_info(label: str, tag: str, info: str = Form("{}"),
+                             user: User = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_ANNOTATOR))):
+    parse_json_object(info, "info", example='{"class": "benign"}')
+    return datastore_endpoint.update_label_info(label, check_tag(tag), info, user.username)
+
+
+@checked.put(f"{_API}/datastore/updatelabelinfo", include_in_schema=False)
+async def api_update_label_info(label: str, tag: str, params: str = Form("{}"),
+                                user: User = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_ANNOTATOR))):
+    parse_json_object(params, "params", example='{"class": "benign"}')
+    return datastore_endpoint.update_label_info(label, check_tag(tag), params, user.username)
 
 
 @checked.put(f"{_API}/datastore/image", summary="Upload new Image (checked: a plain id, an image file the bundle reads)")
@@ -186,14 +214,31 @@ async def api_run_inference(
                                + f" (served: {', '.join(served) or 'none'})", 404)
         options = parse_json_object(params, "params", example='{"foreground": [[40, 31]], "background": []}')
         task = instance._infers.get(model)
+        check_infer_params(options, list(task.config()) if task is not None else [])
+        check_clicks(options)
         devices = sorted(set(device_map()) | set(device_map().values()))
         check_infer_options(options, [task.const.model_pytorch()] if task is not None else [], devices)
-        if not file and not session_id:
+        if session_id:
+            sessions = instance.sessions()
+            if sessions is None or sessions.get_session(session_id) is None:
+                raise RequestError("session_id", f"{session_id[:80]!r} is not a session of this server (it may have expired; "
+                                                 "PUT /session/ creates one)", 404)
+        elif not file:
             _image_uri(instance, image)
     except RequestError as err:
         logger.warning(f"POST /infer/{model[:100]} refused: {err.message}")
         raise
-    return infer_endpoint.run_inference(background_tasks, model, image, session_id, params, file, label, output)
+    # in a worker thread, one inference at a time: /info/ and the datastore keep answering meanwhile
+    # (MONAI Label runs it on the event loop, which blocked every other request)
+    return await run_in_threadpool(_run_inference_alone, background_tasks, model, image, session_id, params, file, label, output)
+
+
+_INFERENCE = threading.Lock()
+
+
+def _run_inference_alone(*args: Any) -> Any:
+    with _INFERENCE:
+        return infer_endpoint.run_inference(*args)
 
 
 @checked.post(f"{_API}/train/{{model}}", summary="Run Training Task for specific model (checked options; publishes only better weights)")
@@ -259,9 +304,10 @@ class CheckedRoutes:
 
 
 def install(app: FastAPI) -> FastAPI:
-    """Guard every route's ids and paths (:class:`.guard.RouteGuard`), route the checked endpoints to
-    :data:`checked` (inner middleware: CORS still applies) and add the exception handlers to both
-    apps; before the server starts."""
+    """Before the server starts: check the client's token when the server has one (:mod:`.auth`),
+    guard every route's ids and paths (:class:`.guard.RouteGuard`), route the checked endpoints to
+    :data:`checked` (inner middleware: CORS still applies) and add the exception handlers to both apps."""
+    app.user_middleware.append(Middleware(TokenAuth, token=auth_settings()))
     app.user_middleware.append(Middleware(RouteGuard, app_instance=app_instance, api=_API))
     app.user_middleware.append(Middleware(CheckedRoutes, checked_app=checked))
     for target in (app, checked):

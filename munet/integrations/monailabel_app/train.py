@@ -156,7 +156,7 @@ class MUNetTrainTask(BundleTrainTask):
 
     def check_options(self, request: Mapping[str, Any]) -> Dict[str, Any]:
         """The request's trainer options checked (:class:`RequestError` naming the field) and completed."""
-        return check_train_options(request, self.defaults(), devices=list(device_map()))
+        return check_train_options(request, self.defaults(), devices=sorted(set(device_map()) | set(device_map().values())))
 
     def config(self) -> Dict[str, Any]:
         options = super().config()
