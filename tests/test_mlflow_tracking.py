@@ -28,15 +28,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start_server(root: Path):
+def _start_server(root: Path, port: int | None = None):
     """A real ``mlflow server`` on loopback with its own SQLite store and artifact folder.
 
     It runs in its own process group: ``mlflow server`` starts uvicorn as a child process, and
     stopping it (or killing it, to simulate an outage) must reach that child too.
     """
     root.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    log = open(root / "server.log", "w")
+    port = port or _free_port()
+    log = open(root / "server.log", "a")
     mlflow_cli = Path(sys.executable).with_name("mlflow")
     process = subprocess.Popen(
         [
@@ -99,7 +99,8 @@ def mlflow_server(tmp_path_factory):
 
 def test_training_against_a_real_mlflow_server(mlflow_server, tmp_path):
     data = make_tiny_dataset(tmp_path)
-    values = overrides(tmp_path, data, max_epochs=2, run_name="server_run")
+    # --output_dir as a plain path: MONAI then records the executed config as "<dir> + '/config_...json'"
+    values = overrides(tmp_path, data, max_epochs=2, run_name="server_run", output_dir=str(tmp_path / "elsewhere"))
     run_bundle(
         ["run", "training", "--meta_file", META, "--config_file", config_arg(TRAIN), "--logging_file", LOGGING,
          "--tracking", "mlflow", "--tracking_uri", mlflow_server, *cli_args(values)]
@@ -201,6 +202,7 @@ def test_training_finishes_when_the_tracking_server_dies_mid_epoch(tmp_path):
     plain_seconds = time.monotonic() - start
 
     server, uri = _start_server(tmp_path / "server")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MUNET_STATE_DIR": str(tmp_path / "state")}
     root = tmp_path / "tracked"
     log_path = tmp_path / "tracked.log"
     command = bundle_argv(*train, "--tracking", "mlflow", "--tracking_uri", uri,
@@ -209,8 +211,7 @@ def test_training_finishes_when_the_tracking_server_dies_mid_epoch(tmp_path):
     try:
         with open(log_path, "w") as log:
             start = time.monotonic()
-            training = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                                        stdout=log, stderr=subprocess.STDOUT)
+            training = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
             logged = _wait_for_logged_iteration(uri, "killed_run", training)
             _stop_server(server, signal.SIGKILL)
             killed_after = time.monotonic() - start
@@ -241,6 +242,25 @@ def test_training_finishes_when_the_tracking_server_dies_mid_epoch(tmp_path):
     assert len([line for line in warnings if "could not be closed" in line and "stays RUNNING" in line]) == 1, warnings
     assert len(warnings) == 2, warnings
     assert tracked_seconds <= plain_seconds + 60, (plain_seconds, tracked_seconds)
+
+    # the server comes back (same store, same address): the next training against it closes the run
+    server, _ = _start_server(tmp_path / "server", port=int(uri.rsplit(":", 1)[1]))
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        (left,) = client.search_runs([client.get_experiment_by_name("monai_experiment").experiment_id],
+                                     filter_string="attributes.run_name = 'killed_run'")
+        assert left.info.status == "RUNNING"  # what MLflow shows without the next training
+        nxt = subprocess.run(bundle_argv(*train, "--tracking", "mlflow", "--tracking_uri", uri,
+                                         *cli_args(overrides(tmp_path / "next", data, run_name="next_run", max_epochs=1, batch_size=2))),
+                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert nxt.returncode == 0, nxt.stderr[-3000:]
+        run = client.get_run(left.info.run_id)
+        assert run.info.status == "FAILED", run.info.status
+        assert "tracking failed" in run.data.tags["munet.tracking"] and "the training went on" in run.data.tags["munet.tracking"]
+        assert f"MLflow run {left.info.run_id} at {uri}, left RUNNING when the server went away" in nxt.stdout + nxt.stderr
+        assert json.loads((tmp_path / "state" / "unclosed_mlflow_runs.json").read_text()) == []
+    finally:
+        _stop_server(server)
 
 
 def test_guard_switches_tracking_off_once_and_closes_the_run_as_failed(tmp_path, monkeypatch, caplog):

@@ -13,7 +13,8 @@ MONAI's ``MLFlowHandler`` to ``train#handlers`` and ``validate#handlers``. Two g
   exception logs one warning naming the tracking URI and switches tracking off for the rest of
   the run; training, checkpoints and metric files go on untouched. At the end the guard tries
   once (after a short health check) to close the interrupted run as FAILED with a
-  ``munet.tracking`` tag saying where its record stops, and says in the log when it cannot.
+  ``munet.tracking`` tag saying where its record stops. When the server is still away, the run is
+  recorded (:mod:`.unclosed_runs`) and the next training against that server closes it.
 
 Tracking is switched off rather than buffered: while the server is away every attempt costs up to
 timeout x retries of training time, a buffer of a long run grows without bound and its replay
@@ -32,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -40,6 +42,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 import torch
 from ignite.engine import Engine, Events
 
+from munet.integrations.unclosed_runs import close_unclosed_runs, remember_unclosed_run
 from munet.utils.hashing import sha256_of
 from munet.utils.process_group import rank
 
@@ -246,7 +249,8 @@ class MLflowGuard:
         MONAI saved for the run, among the handler's artifacts) plus ``params``: what ran, not a
         second list of settings to keep in step with train.json.
         """
-        executed = [a for a in handler.artifacts or () if str(a).endswith(".json") and Path(str(a)).is_file()]
+        handler.artifacts = tuple(_executed_config_path(a) for a in handler.artifacts or ())
+        executed = [a for a in handler.artifacts if str(a).endswith(".json") and Path(str(a)).is_file()]
         params = {key: _param(value) for path in executed for key, value in config_params(path).items()}
         params.update({key: _param(value) for key, value in self.params.items()})
         if self.datalist is not None:
@@ -304,10 +308,17 @@ class MLflowGuard:
                 return
             except Exception as err:  # noqa: BLE001 - reported below
                 reason = _short(err)
+        remembered = remember_unclosed_run(uri, run_id, note)
         logger.warning(
-            "MLflow run %s at %s could not be closed (%s): it stays RUNNING there; its record %s",
-            run_id, uri, reason, stop,
+            "MLflow run %s at %s could not be closed (%s): it stays RUNNING there%s; its record %s",
+            run_id, uri, reason, " until the next training against that server closes it as FAILED" if remembered else "", stop,
         )
+
+    def close_earlier_runs(self, handler: Any) -> None:
+        """Close the runs earlier trainings left RUNNING at this handler's server (:mod:`.unclosed_runs`)."""
+        uri = _uri(handler)
+        if self.failure is None and _unreachable(uri, self.close_check_timeout) is None:
+            close_unclosed_runs(uri, INCOMPLETE_TAG)
 
     # -- training log file ---------------------------------------------------------------------
 
@@ -336,6 +347,17 @@ class MLflowGuard:
             logging.getLogger().removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
+
+
+#: the executed config's path as MONAI 1.6 builds it when ``output_dir`` is a plain command-line
+#: string: ``<output_dir> + '/config_<time>.json'`` (it appends an expression's tail to a value)
+_UNPARSED_CONFIG_PATH = re.compile(r"^(?P<folder>.+) \+ '/(?P<name>config_[0-9_]+\.json)'$")
+
+
+def _executed_config_path(artifact: Any) -> Any:
+    """The real path of the executed config among a handler's artifacts; other artifacts unchanged."""
+    match = _UNPARSED_CONFIG_PATH.match(str(artifact)) if isinstance(artifact, str) else None
+    return os.path.join(match["folder"], match["name"]) if match else artifact
 
 
 def _where(engine: Engine) -> str:
@@ -380,6 +402,7 @@ class _Guarded:
     def _started(self, engine: Engine) -> None:
         if self.run_details:
             self.guard.open_log()
+            self.guard.close_earlier_runs(self.handler)
         self.guard.call(self.handler, "starting the run", self.handler.start, engine)
 
     def _iteration_completed(self, engine: Engine) -> None:
