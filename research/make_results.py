@@ -273,7 +273,7 @@ def write_report(study: Study, table_i: Dict, table_ii: Dict, fusion: Dict, norm
     for name, records in table_i.items():
         if not records:
             continue
-        cases = records[0]["cases"]
+        cases = [c for c in records[0]["cases"] if c.get("prob_malignant") is not None]  # no call on "no lesion"
         labels = [c["class"] for c in cases]
         if len(set(labels)) == 2:
             fpr, tpr, _ = roc_curve(labels, [c["prob_malignant"] for c in cases])

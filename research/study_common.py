@@ -40,7 +40,8 @@ def relative_to(path: str, root: Optional[Path]) -> str:
 
 
 def case_metrics(pred_dir: Path, items: List[Dict], data_root: Optional[Path] = None) -> Dict:
-    """Dice per case (from the written masks) and the class figures (from predictions.csv).
+    """Dice per case (from the written masks) and the class figures (from predictions.csv), the
+    latter over the cases with a class call (``classified``: none is made on "no lesion").
 
     Case image paths are recorded relative to ``data_root``.
     """
@@ -52,13 +53,16 @@ def case_metrics(pred_dir: Path, items: List[Dict], data_root: Optional[Path] = 
         truth = np.asarray(Image.open(item["label"])) > 0
         dice = 1.0 if not pred.any() and not truth.any() else 2 * (pred & truth).sum() / (pred.sum() + truth.sum())
         dices.append(float(dice))
-        probs.append(float(row["prob_malignant"]))
-        labels.append(int(item["class"]))
-        case = {"image": relative_to(item["image"], data_root), "dice": float(dice), "prob_malignant": probs[-1], "class": labels[-1]}
+        prob = float(row["prob_malignant"]) if row.get("prob_malignant") else None  # no class call on "no lesion"
+        if prob is not None:
+            probs.append(prob)
+            labels.append(int(item["class"]))
+        case = {"image": relative_to(item["image"], data_root), "dice": float(dice), "prob_malignant": prob, "class": int(item["class"]),
+                "finding": row.get("finding", "")}
         if row.get("lesion_prob"):
             case["lesion_prob"] = float(row["lesion_prob"])
         cases.append(case)
-    return {"dice": float(np.mean(dices)), **classification_metrics(probs, labels), "cases": cases}
+    return {"dice": float(np.mean(dices)), **classification_metrics(probs, labels), "classified": len(probs), "cases": cases}
 
 
 def normal_image_findings(pred_dir: Path) -> Dict[str, float]:

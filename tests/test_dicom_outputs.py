@@ -25,8 +25,17 @@ from pydicom.uid import generate_uid
 
 from munet.engines.bundle_folder import bundle_argv
 from munet.engines.handlers import PredictionWriter
-from munet.engines.postprocessing import CLASS_PROB_KEY
-from munet.integrations.dicom_outputs import DicomOutputError, DicomResultWriter, class_probability_code
+from munet.engines.inferer import VIEW_AGREEMENT_KEY
+from munet.engines.postprocessing import CLASS_PROB_KEY, LESION_PROB_KEY
+from munet.integrations.dicom_outputs import (
+    FINDING_CONCEPT,
+    LESION_PROBABILITY_CONCEPT,
+    REVIEW_CONCEPT,
+    REVIEW_REASON_CONCEPT,
+    DicomOutputError,
+    DicomResultWriter,
+    class_probability_code,
+)
 
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
@@ -211,3 +220,29 @@ def test_an_empty_mask_gives_an_empty_seg_and_an_sr_without_a_region(tmp_path):
     sr = hd.sr.srread(row["dicom_sr"])
     assert sr.content.get_planar_roi_measurement_groups() == []
     assert sr.content.get_image_measurement_groups()[0].get_qualitative_evaluations()[0].value == codes.SCT.Benign
+
+
+def _coded(group, concept) -> list:
+    return [e.value.value for e in group.get_qualitative_evaluations() if e.name.value == concept[0]]
+
+
+def test_sr_carries_the_finding_the_presence_probability_and_the_review_flag(tmp_path):
+    path = save(us_dataset(lesion_image(30, 40)), tmp_path / "in" / "a.dcm")
+    mask = np.zeros((30, 40), bool)
+    mask[5:12, 8:30] = True
+    writer = PredictionWriter(str(tmp_path / "out"), dicom_writer=DicomResultWriter(), presence_threshold=0.05,
+                              presence_uncertain_below=0.5, review_rule={"min_view_agreement": 0.7, "class_margin": None})
+    sample = {**_sample(path, mask), LESION_PROB_KEY: 0.3, VIEW_AGREEMENT_KEY: 0.5}
+    row = _write(writer, sample)
+    assert row["finding"] == "uncertain" and row["needs_review"] == "yes" and row["review_reasons"] == "uncertain; views disagree"
+    (group,) = hd.sr.srread(row["dicom_sr"]).content.get_image_measurement_groups()
+    assert _coded(group, FINDING_CONCEPT) == ["MUNET-F-UNCERTAIN"] and _coded(group, REVIEW_CONCEPT) == ["MUNET-R-YES"]
+    assert sorted(_coded(group, REVIEW_REASON_CONCEPT)) == ["MUNET-RR-UNCERTAIN", "MUNET-RR-VIEWS-DISAGREE"]
+    values = {m.name.value: m.value for m in group.get_measurements()}
+    assert values[LESION_PROBABILITY_CONCEPT[0]] == pytest.approx(0.3) and values[codes.DCM.ProbabilityOfCancer.value] == pytest.approx(0.8)
+    # confident "no lesion": no class call anywhere
+    row = _write(writer, {**_sample(path, np.zeros((30, 40), bool)), LESION_PROB_KEY: 0.01, VIEW_AGREEMENT_KEY: 1.0})
+    assert row["finding"] == "no lesion" and "prob_malignant" not in row and "predicted_class" not in row and row["needs_review"] == "no"
+    (group,) = hd.sr.srread(row["dicom_sr"]).content.get_image_measurement_groups()
+    assert _coded(group, FINDING_CONCEPT) == ["MUNET-F-NONE"] and not group.get_qualitative_evaluations(codes.SCT.Classification)
+    assert {m.name.value for m in group.get_measurements()} == {LESION_PROBABILITY_CONCEPT[0]}

@@ -7,10 +7,12 @@ import torch
 from monai.data import MetaTensor
 
 from munet.engines.ensemble import combine
+from munet.engines.finding import image_finding
 from munet.engines.inferer import MultiTaskInferer
 from munet.engines.metrics import MUNetMetrics
 from munet.engines.postprocessing import LESION_PROB_KEY, SplitOutputd, gate_by_presence
 from munet.engines.presence_threshold import choose_presence_threshold, gated_outcome
+from munet.integrations.monailabel_app.results import result_json
 from munet.losses import MUNetLoss
 from munet.networks import build_network
 from munet.networks.munet import PRESENCE_KEY
@@ -138,3 +140,27 @@ def test_gated_outcome_counts_gated_lesions_as_missed_and_gated_normals_as_clear
                        "lesion_images_gated": 1, "normal_images_marked": 1}
     ungated = gated_outcome([0.8, 0.6, 0.9], [0.9, 0.2, 0.5], [True, True, False], [0.1, 0.7, 0.9], threshold=None)
     assert ungated["dice"] == pytest.approx(2.3 / 3) and ungated["normal_fpr"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("has_mask, prob, expected", [
+    (True, 0.02, "no lesion"), (False, 0.02, "no lesion"),  # confident: below no_lesion_below
+    (True, 0.3, "uncertain"), (False, 0.3, "uncertain"),  # the band: mask kept, reviewed
+    (True, 0.9, "lesion"), (False, 0.9, "uncertain"),  # a lesion seen but not drawn is reviewed
+])
+def test_three_way_finding(has_mask, prob, expected):
+    assert image_finding(has_mask, prob, 0.05, 0.5) == expected
+
+
+def test_two_way_finding_without_a_band_or_a_presence_head():
+    assert image_finding(True, 0.9, 0.5, None) == "lesion" and image_finding(False, 0.9, 0.5, None) == "no lesion"
+    assert image_finding(True) == "lesion" and image_finding(False) == "no lesion"
+
+
+def test_no_class_call_on_no_lesion():
+    no_lesion = result_json([0.2, 0.8], ["benign", "malignant"], 0, (40, 50), {}, lesion_prob=0.01, presence_thresholds=(0.05, 0.5))
+    assert no_lesion["finding"] == "no lesion" and no_lesion["class_prediction"] is None and no_lesion["class_probabilities"] == {}
+    uncertain = result_json([0.2, 0.8], ["benign", "malignant"], 30, (400, 500), {}, lesion_prob=0.2, presence_thresholds=(0.05, 0.5))
+    assert uncertain["finding"] == "uncertain" and uncertain["class_prediction"] == "malignant"
+    assert uncertain["lesion_probability"] == 0.2 and "warnings" not in uncertain
+    tiny = result_json([0.6, 0.4], ["benign", "malignant"], 3, (16, 16), {}, image_size=224)
+    assert tiny["finding"] == "lesion" and "below the 48-pixel minimum" in tiny["warnings"][0]

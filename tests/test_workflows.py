@@ -86,7 +86,7 @@ def test_evaluation_metrics_match_a_hand_computation(trained):
 def test_inference_writes_masks_at_input_size_and_class_probabilities(trained):
     root, data = trained
     out = root / "infer_out"
-    run_workflow("infer", INFERENCE, root, data, output_dir=str(out))
+    run_workflow("infer", INFERENCE, root, data, output_dir=str(out), threshold=0.001)  # a lesion on every image
     rows = _read_csv(out / "predictions.csv")
     assert len(rows) == 4
     for row in rows:
@@ -95,8 +95,20 @@ def test_inference_writes_masks_at_input_size_and_class_probabilities(trained):
         assert mask.size == image.size
         assert set(np.unique(np.asarray(mask))) <= {0, 255}
         assert Image.open(row["overlay"]).size == image.size
+        assert row["finding"] == "lesion" and row["needs_review"] in ("yes", "no")
         assert float(row["prob_benign"]) + float(row["prob_malignant"]) == pytest.approx(1.0, abs=1e-5)
         assert row["predicted_class"] in ("benign", "malignant")
+
+
+def test_no_class_is_called_where_the_finding_is_no_lesion(trained):
+    root, data = trained
+    out = root / "infer_none"
+    run_workflow("infer", INFERENCE, root, data, output_dir=str(out), threshold=1.01)  # no pixel can reach it
+    rows = _read_csv(out / "predictions.csv")
+    assert len(rows) == 4
+    for row in rows:
+        assert row["finding"] == "no lesion" and int(row["lesion_pixels"]) == 0
+        assert not row.get("prob_benign") and not row.get("prob_malignant") and not row.get("predicted_class"), row
 
 
 def test_inference_config_builds_the_network_that_training_trains(tmp_path):

@@ -21,8 +21,11 @@ from munet.constants import US_SPACING_KEY
 from munet.data.dicom_reader import is_dicom_file
 from munet.data.formats import strip_image_suffix
 from munet.data.image_size import image_size_warning
+from munet.engines.finding import class_call, image_finding
+from munet.engines.inferer import VIEW_AGREEMENT_KEY
 from munet.engines.metrics import MUNetMetrics
 from munet.engines.postprocessing import CLASS_PROB_KEY, LESION_PROB_KEY
+from munet.engines.review import review_reasons
 
 __all__ = ["TrainingProgress", "MetricsWriter", "PredictionWriter"]
 
@@ -193,6 +196,10 @@ class PredictionWriter:
             PNG outputs are still written). None writes no DICOM.
         image_size: the network's input size: an image far from it gets a ``warnings`` entry in the
             CSV and the log (:func:`munet.data.image_size.image_size_warning`).
+        presence_threshold, presence_uncertain_below: the presence thresholds of the three-way
+            ``finding`` (:mod:`munet.engines.finding`); on "no lesion" the class columns stay empty.
+        review_rule: thresholds of the ``needs_review`` flag and its ``review_reasons``
+            (:mod:`munet.engines.review`).
     """
 
     def __init__(
@@ -203,9 +210,15 @@ class PredictionWriter:
         overlay: bool = True,
         dicom_writer: Any = None,
         image_size: Optional[int] = None,
+        presence_threshold: Optional[float] = None,
+        presence_uncertain_below: Optional[float] = None,
+        review_rule: Optional[Dict[str, Optional[float]]] = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.image_size = image_size
+        self.presence_threshold = presence_threshold
+        self.presence_uncertain_below = presence_uncertain_below
+        self.review_rule = dict(review_rule or {})
         self.class_names = list(class_names)
         self.threshold = threshold
         self.overlay = overlay
@@ -248,7 +261,9 @@ class PredictionWriter:
         row: Dict[str, Any] = {"image": source, "mask": str(mask_path), "lesion_pixels": int(mask.sum())}
         if LESION_PROB_KEY in sample:  # a presence head: its decision, and the probability behind it
             row["lesion_prob"] = round(float(sample[LESION_PROB_KEY]), 6)
-        row["finding"] = "lesion" if mask.any() else "no lesion"
+        lesion_prob = float(sample[LESION_PROB_KEY]) if LESION_PROB_KEY in sample else None
+        finding = image_finding(bool(mask.any()), lesion_prob, self.presence_threshold, self.presence_uncertain_below)
+        row["finding"] = finding
         size_warning = image_size_warning(*mask.shape, self.image_size)
         if size_warning:
             logger.warning("%s: %s", source, size_warning)
@@ -266,14 +281,21 @@ class PredictionWriter:
                 Image.fromarray(rgb).save(overlay_path)
                 row["overlay"] = str(overlay_path)
         probs = None
-        if CLASS_PROB_KEY in sample:
+        if CLASS_PROB_KEY in sample and class_call(finding):  # given a lesion; none on "no lesion"
             probs = sample[CLASS_PROB_KEY].detach().float().cpu().tolist()
             for name, p in zip(self.class_names, probs):
                 row[f"prob_{name}"] = round(float(p), 6)
             row["predicted_class"] = self.class_names[int(np.argmax(probs))]
+        agreement = sample.get(VIEW_AGREEMENT_KEY)
+        if agreement is not None:
+            row["view_agreement"] = round(float(agreement), 4)
+        reasons = review_reasons(finding, None if agreement is None else float(agreement), row.get("prob_malignant"), self.review_rule)
+        row["needs_review"] = "yes" if reasons else "no"
+        row["review_reasons"] = "; ".join(reasons)
         if self._dicom_writer is not None and is_dicom_file(source):
             try:
-                row.update(self._dicom_writer.write(source, mask, self.output_dir, stem, probs, row.get("lesion_area_mm2")))
+                row.update(self._dicom_writer.write(source, mask, self.output_dir, stem, probs, row.get("lesion_area_mm2"),
+                                                    finding=finding, lesion_prob=lesion_prob, review=reasons))
             except Exception as err:  # the PNG outputs stand; the CSV and the log say why there is no SEG
                 reason = " ".join(str(err).split()) or type(err).__name__
                 logger.warning("no DICOM SEG/SR for %s: %s", source, reason)

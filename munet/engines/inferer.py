@@ -14,7 +14,11 @@ from monai.inferers import Inferer
 
 from munet.networks.munet import CLASS_KEY, MASK_KEY, PRESENCE_KEY
 
-__all__ = ["MultiTaskInferer", "autocast_dtype", "resolve_precision", "cpu_capability", "set_cudnn_benchmark", "PRECISIONS"]
+__all__ = ["MultiTaskInferer", "autocast_dtype", "resolve_precision", "cpu_capability", "set_cudnn_benchmark", "PRECISIONS", "VIEW_AGREEMENT_KEY",
+           "view_agreement"]
+
+#: per image, how far the test-time views agree on the mask (see view_agreement)
+VIEW_AGREEMENT_KEY = "view_agreement"
 
 logger = logging.getLogger("munet")
 
@@ -147,9 +151,9 @@ class MultiTaskInferer(Inferer):
         back to the input size and average them with the class probabilities (those of scale 1.0
         only when ``scale_image_heads`` is False).
 
-        Each scaled size is rounded to a multiple of 32. Returns ``mask`` and ``class_logits``
-        (the log of the averaged probabilities, so a softmax gives them back); branch masks, which
-        differ in size per scale, are not returned.
+        Each scaled size is rounded to a multiple of 32. Returns ``mask``, ``class_logits``
+        (the log of the averaged probabilities, so a softmax gives them back) and ``view_agreement``
+        (:func:`view_agreement`); branch masks, which differ in size per scale, are not returned.
         """
         height, width = inputs.shape[-2:]
         masks: List[torch.Tensor] = []
@@ -170,11 +174,23 @@ class MultiTaskInferer(Inferer):
                 if PRESENCE_KEY in out:
                     presence.append(torch.sigmoid(out[PRESENCE_KEY]))
         result = {MASK_KEY: torch.stack(masks).mean(dim=0)}
+        result[VIEW_AGREEMENT_KEY] = view_agreement(torch.stack(masks), result[MASK_KEY])
         if probs:
             result[CLASS_KEY] = torch.log(torch.stack(probs).mean(dim=0).clamp_min(1e-8))
         if presence:
             result[PRESENCE_KEY] = torch.logit(torch.stack(presence).mean(dim=0), eps=1e-6)
         return result
+
+
+def view_agreement(views: torch.Tensor, mean: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """How far the test-time views (scales, flips) agree on the lesion: per image, the mean IoU of
+    each view's mask with the averaged mask (1.0 where all are empty). ``views``: [V, B, 1, H, W]
+    probabilities; returns [B]. A low value is one of the review signals (:mod:`.review`)."""
+    each, agreed = views >= threshold, (mean >= threshold)[None]
+    inter = (each & agreed).flatten(2).sum(-1).float()
+    union = (each | agreed).flatten(2).sum(-1).float()
+    iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+    return iou.mean(dim=0)
 
 
 def set_cudnn_benchmark(enabled: bool) -> None:

@@ -10,6 +10,7 @@ from monai.data import MetaTensor
 from monai.transforms import Transform
 
 from munet.data.preprocessing import ORIGINAL_LABEL_KEY
+from munet.engines.inferer import VIEW_AGREEMENT_KEY
 from munet.networks.munet import BRANCH_PREFIX, CLASS_KEY, MASK_KEY, PRESENCE_KEY
 
 __all__ = ["SplitOutputd", "CLASS_PROB_KEY", "CLASS_LABEL_KEY", "LESION_PROB_KEY", "branch_pred_key", "gate_by_presence"]
@@ -43,12 +44,18 @@ class SplitOutputd(Transform):
     size, so ``Invertd`` can bring them back like ``pred``), ``label`` (the mask; the original-size
     copy when preprocessing kept one) and ``class_label``. A network with a presence head also
     gives ``lesion_prob``; below ``presence_threshold`` the best mask (and every branch mask) is
-    emptied: the model's "no lesion" answer.
+    emptied: the model's "no lesion" answer. ``class_temperature`` and ``presence_temperature``
+    divide the heads' logits first (:mod:`munet.engines.calibration`; 1.0 leaves them as they are).
     """
 
-    def __init__(self, with_branches: bool = True, presence_threshold: Optional[float] = 0.5) -> None:
+    def __init__(self, with_branches: bool = True, presence_threshold: Optional[float] = 0.5, class_temperature: float = 1.0,
+                 presence_temperature: float = 1.0) -> None:
+        if class_temperature <= 0 or presence_temperature <= 0:
+            raise ValueError(f"temperatures must be positive, got class {class_temperature}, presence {presence_temperature}")
         self.with_branches = with_branches
         self.presence_threshold = presence_threshold
+        self.class_temperature = float(class_temperature)
+        self.presence_temperature = float(presence_temperature)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> Dict[Hashable, Any]:
         d = dict(data)
@@ -58,14 +65,16 @@ class SplitOutputd(Transform):
         best = pred[MASK_KEY]
         lesion_prob: Optional[float] = None
         if PRESENCE_KEY in pred:
-            lesion_prob = float(torch.sigmoid(pred[PRESENCE_KEY].float()).reshape(-1)[0])
+            lesion_prob = float(torch.sigmoid(pred[PRESENCE_KEY].float() / self.presence_temperature).reshape(-1)[0])
             d[LESION_PROB_KEY] = lesion_prob
             best = gate_by_presence(best, lesion_prob, self.presence_threshold)
         # the network ran on a plain tensor (no MetaTensor dispatch cost); Invertd takes the
         # transforms to undo from ``image`` but only inverts MetaTensor predictions
         d["pred"] = MetaTensor(best) if not isinstance(best, MetaTensor) else best
+        if VIEW_AGREEMENT_KEY in pred:
+            d[VIEW_AGREEMENT_KEY] = float(torch.as_tensor(pred[VIEW_AGREEMENT_KEY]).reshape(-1)[0])
         if CLASS_KEY in pred:
-            d[CLASS_PROB_KEY] = torch.softmax(pred[CLASS_KEY].float(), dim=0)
+            d[CLASS_PROB_KEY] = torch.softmax(pred[CLASS_KEY].float() / self.class_temperature, dim=0)
         if self.with_branches:
             size = list(best.shape[1:])
             for key, logits in pred.items():

@@ -57,6 +57,13 @@ __all__ = [
     "PRIVATE_SCHEME",
     "bundle_version",
     "class_probability_code",
+    "finding_code",
+    "FINDING_CONCEPT",
+    "LESION_PROBABILITY_CONCEPT",
+    "REVIEW_CONCEPT",
+    "REVIEW_REASON_CONCEPT",
+    "review_code",
+    "review_reason_code",
     "source_frame_number",
 ]
 
@@ -112,6 +119,41 @@ def class_probability_code(name: str) -> Any:
         return codes.DCM.ProbabilityOfCancer
     key = "".join(c if c.isalnum() else "-" for c in name.upper())[:10]
     return hd.sr.CodedConcept(f"MUNET-P-{key}", PRIVATE_SCHEME, f"Probability of {name}")
+
+
+def _private(value: str, meaning: str) -> Any:
+    import highdicom as hd
+
+    return hd.sr.CodedConcept(value, PRIVATE_SCHEME, meaning)
+
+
+#: the image's finding (:mod:`munet.engines.finding`) and the presence head's probability: no
+#: standard code says "lesion / no lesion / uncertain (review)" for one image, so private ones
+FINDING_CONCEPT = ("MUNET-FINDING", "Lesion finding")
+LESION_PROBABILITY_CONCEPT = ("MUNET-P-LESION", "Probability of a lesion")
+_FINDING_VALUES = {"lesion": ("MUNET-F-LESION", "Lesion"), "no lesion": ("MUNET-F-NONE", "No lesion"),
+                   "uncertain": ("MUNET-F-UNCERTAIN", "Uncertain: review")}
+
+
+def finding_code(finding: str) -> Any:
+    """The coded value of a finding ("lesion", "no lesion", "uncertain")."""
+    return _private(*_FINDING_VALUES[finding])
+
+
+#: whether a reader should look at the result twice (:mod:`munet.engines.review`), and why
+REVIEW_CONCEPT = ("MUNET-REVIEW", "Needs review")
+REVIEW_REASON_CONCEPT = ("MUNET-REVIEW-REASON", "Review reason")
+
+
+def review_code(reasons: Sequence[str]) -> Any:
+    """The coded value of the review flag: "Yes" when there is a reason, else "No"."""
+    return _private("MUNET-R-YES", "Yes") if reasons else _private("MUNET-R-NO", "No")
+
+
+def review_reason_code(reason: str) -> Any:
+    """One review reason as a coded value ("uncertain", "views disagree", "class near the decision")."""
+    key = "".join(c if c.isalnum() else "-" for c in reason.upper())[:16]
+    return _private(f"MUNET-RR-{key}", reason)
 
 
 def _class_value_code(name: str) -> Any:
@@ -264,8 +306,10 @@ class DicomResultWriter:
         return seg
 
     def report(self, source: Any, seg: Any, probs: Optional[Sequence[float]], area_mm2: Optional[float],
-               lesion: bool, series_uid: str, number: int) -> Any:
-        """The SR (TID 1500) with the class probabilities, referencing ``source`` and ``seg``."""
+               lesion: bool, series_uid: str, number: int, finding: Optional[str] = None,
+               lesion_prob: Optional[float] = None, review: Optional[Sequence[str]] = None) -> Any:
+        """The SR (TID 1500) with the finding, the presence and class probabilities, referencing
+        ``source`` and ``seg``. ``probs`` is None where no class is reported ("no lesion")."""
         import highdicom as hd
         from pydicom.dataset import Dataset
         from pydicom.sr.codedict import codes
@@ -283,6 +327,15 @@ class DicomResultWriter:
         )
         groups: List[Any] = []
         measurements, evaluations = [], []
+        if finding is not None:
+            evaluations.append(hd.sr.QualitativeEvaluation(name=_private(*FINDING_CONCEPT), value=finding_code(finding)))
+        if review is not None:
+            evaluations.append(hd.sr.QualitativeEvaluation(name=_private(*REVIEW_CONCEPT), value=review_code(review)))
+            evaluations += [hd.sr.QualitativeEvaluation(name=_private(*REVIEW_REASON_CONCEPT), value=review_reason_code(r))
+                            for r in review]
+        if lesion_prob is not None:
+            measurements.append(hd.sr.Measurement(name=_private(*LESION_PROBABILITY_CONCEPT), value=float(lesion_prob),
+                                                  unit=codes.UCUM.NoUnits, algorithm_id=algorithm))
         if probs is not None:
             for name, p in zip(self.class_names, probs):
                 measurements.append(hd.sr.Measurement(name=class_probability_code(name), value=float(p),
@@ -342,13 +395,14 @@ class DicomResultWriter:
     # -- per case ------------------------------------------------------------------------------
 
     def write(self, source_path: str, mask: np.ndarray, output_dir: Path, stem: str,
-              probs: Optional[Sequence[float]] = None, area_mm2: Optional[float] = None) -> Dict[str, str]:
+              probs: Optional[Sequence[float]] = None, area_mm2: Optional[float] = None, finding: Optional[str] = None,
+              lesion_prob: Optional[float] = None, review: Optional[Sequence[str]] = None) -> Dict[str, str]:
         """Write ``<stem>_seg.dcm`` and ``<stem>_sr.dcm``; returns the CSV columns they add."""
         source = read_dataset(source_path, stop_before_pixels=True)
         study = str(source.get("StudyInstanceUID", ""))
         series, number = self._next_instance(study)
         lesion = bool(mask.any())
-        summary = f"{ALGORITHM_NAME} {'lesion' if lesion else 'no lesion'}"
+        summary = f"{ALGORITHM_NAME} {finding or ('lesion' if lesion else 'no lesion')}"
         if probs is not None:
             best = int(np.argmax(probs))
             summary += f"; {self.class_names[best]} {float(probs[best]):.2f}"
@@ -357,7 +411,7 @@ class DicomResultWriter:
             # which it copies unchanged from the source: nothing to fix here
             warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
             seg = self.segmentation(source, mask, summary, series.seg_uid, number)
-            sr = self.report(source, seg, probs, area_mm2, lesion, series.sr_uid, number)
+            sr = self.report(source, seg, probs, area_mm2, lesion, series.sr_uid, number, finding, lesion_prob, review)
         seg_path, sr_path = Path(output_dir) / f"{stem}_seg.dcm", Path(output_dir) / f"{stem}_sr.dcm"
         seg.save_as(seg_path, enforce_file_format=True)
         sr.save_as(sr_path, enforce_file_format=True)

@@ -30,6 +30,7 @@ from monailabel.tasks.infer.bundle import BundleConstants, BundleInferTask
 
 from munet.data.guidance import BACKGROUND_KEY, FOREGROUND_KEY
 from munet.engines.bundle_folder import config_files
+from munet.engines.inferer import VIEW_AGREEMENT_KEY
 from munet.engines.postprocessing import LESION_PROB_KEY
 from munet.engines.weights_info import WeightsMismatchError, check_weights_settings
 from munet.integrations.monailabel_app.checks import scrub_paths
@@ -148,8 +149,14 @@ class MUNetInferTask(BundleInferTask):
         pred = data[self.output_label_key]
         path, pixels = write_label(pred, threshold, label_value)
         shape = tuple(pred.shape[-2:])
-        return path, result_json(data.get("class_prob", []), class_names, pixels, shape, data.get(CLICKS_USED_KEY, {}),
-                                 data.get(LESION_PROB_KEY))
+        config = self.bundle_config
+        thresholds = (config.get_parsed_content("presence_threshold"), config.get("presence_uncertain_below"))
+        result = result_json(data.get("class_prob", []), class_names, pixels, shape, data.get(CLICKS_USED_KEY, {}),
+                             data.get(LESION_PROB_KEY), config.get_parsed_content("image_size"), thresholds,
+                             data.get(VIEW_AGREEMENT_KEY), config.get("review_rule"))
+        for warning in result.get("warnings", []):
+            logger.warning(f"{scrub_paths(str(data.get('image_path', 'image')))}: {warning}")
+        return path, result
 
     def info(self) -> Dict[str, Any]:
         info = super().info()

@@ -10,6 +10,8 @@ import torch
 from PIL import Image
 
 from munet.data.image_size import image_size_warning
+from munet.engines.finding import class_call, image_finding
+from munet.engines.review import review_reasons
 
 __all__ = ["write_label", "result_json"]
 
@@ -29,21 +31,33 @@ def write_label(prob: Any, threshold: float, label_value: int) -> Tuple[str, int
 
 
 def result_json(class_prob: Any, class_names: Sequence[str], lesion_pixels: int, shape: Sequence[int], clicks: Mapping[str, int],
-                lesion_prob: Optional[float] = None, image_size: Optional[int] = None) -> Dict[str, Any]:
-    """The JSON part of the answer: class probabilities, predicted class, mask size, clicks used, the
-    finding ("lesion" or "no lesion", with the presence head's probability when the model has one),
-    and ``warnings`` about the image (its size, :func:`munet.data.image_size.image_size_warning`)."""
+                lesion_prob: Optional[float] = None, image_size: Optional[int] = None,
+                presence_thresholds: Tuple[Optional[float], Optional[float]] = (None, None), view_agreement: Optional[float] = None,
+                review_rule: Optional[Mapping[str, Optional[float]]] = None) -> Dict[str, Any]:
+    """The JSON part of the answer: the finding ("lesion", "uncertain" or "no lesion",
+    :func:`munet.engines.finding.image_finding` at ``presence_thresholds``, with the presence head's
+    probability when the model has one), the class probabilities given a lesion and the predicted
+    class (empty and None on "no lesion"), mask size, clicks used, ``needs_review`` with its
+    ``review_reasons`` (:mod:`munet.engines.review`), and ``warnings`` about the image (its size,
+    :func:`munet.data.image_size.image_size_warning`)."""
     probs = [float(p) for p in torch.as_tensor(class_prob).flatten()]
+    finding = image_finding(lesion_pixels > 0, None if lesion_prob is None else float(lesion_prob), *presence_thresholds)
+    called = class_call(finding) and bool(probs)
     result = {
-        "class_probabilities": {name: round(p, 6) for name, p in zip(class_names, probs)},
-        "class_prediction": class_names[int(np.argmax(probs))],
+        "finding": finding,
+        "class_probabilities": {name: round(p, 6) for name, p in zip(class_names, probs)} if called else {},
+        "class_prediction": class_names[int(np.argmax(probs))] if called else None,
         "lesion_pixels": lesion_pixels,
-        "finding": "lesion" if lesion_pixels > 0 else "no lesion",
         "label_shape": [int(s) for s in shape],
         "clicks": dict(clicks),
     }
     if lesion_prob is not None:
         result["lesion_probability"] = round(float(lesion_prob), 6)
+    if view_agreement is not None:
+        result["view_agreement"] = round(float(view_agreement), 4)
+    malignant = result["class_probabilities"].get("malignant")
+    reasons = review_reasons(finding, None if view_agreement is None else float(view_agreement), malignant, review_rule)
+    result.update(needs_review=bool(reasons), review_reasons=reasons)
     size_warning = image_size_warning(int(shape[0]), int(shape[1]), image_size)
     if size_warning:
         result["warnings"] = [size_warning]

@@ -1,0 +1,64 @@
+"""Temperature scaling: one number per head that makes its probabilities mean what they say.
+
+A network trained with focal loss and a presence BCE is not calibrated: "0.8 malignant" need not
+be right 80 % of the time. Dividing a head's logits by a temperature ``T`` (fitted on the
+validation split by minimising the negative log-likelihood; Guo et al. 2017) keeps every
+ranking, AUC and argmax and moves the probabilities toward their observed frequencies.
+``SplitOutputd`` applies ``class_temperature`` and ``presence_temperature`` from the configs.
+
+The fit reads probabilities, not logits, because that is what ``predictions.csv`` holds: for a
+sigmoid, and a two-class softmax, ``log(p / (1 - p))`` is the logit (difference) exactly.
+scipy's bounded scalar search does the one-dimensional minimisation.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["fit_temperature", "apply_temperature", "expected_calibration_error", "EPSILON"]
+
+EPSILON = 1e-6
+
+
+def _logit(probs: Sequence[float]) -> np.ndarray:
+    p = np.clip(np.asarray(probs, dtype=float), EPSILON, 1 - EPSILON)
+    return np.log(p / (1 - p))
+
+
+def apply_temperature(probs: Sequence[float], temperature: float) -> np.ndarray:
+    """Binary probabilities with their logits divided by ``temperature``."""
+    return 1.0 / (1.0 + np.exp(-_logit(probs) / float(temperature)))
+
+
+def fit_temperature(probs: Sequence[float], labels: Sequence[int], bounds: tuple = (0.05, 20.0)) -> float:
+    """The temperature minimising the negative log-likelihood of binary ``labels`` under ``probs``.
+
+    Raises ValueError with fewer than two images of each label (nothing to fit a scale on).
+    """
+    from scipy.optimize import minimize_scalar
+
+    y = np.asarray(labels, dtype=float)
+    if y.size != len(probs) or min((y == 1).sum(), (y == 0).sum()) < 2:
+        raise ValueError(f"a temperature needs at least two images of each label, got {int((y == 1).sum())} and {int((y == 0).sum())}")
+    z = _logit(probs)
+
+    def nll(log_t: float) -> float:
+        q = np.clip(1.0 / (1.0 + np.exp(-z / np.exp(log_t))), EPSILON, 1 - EPSILON)
+        return float(-(y * np.log(q) + (1 - y) * np.log(1 - q)).mean())
+
+    found = minimize_scalar(nll, bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded")
+    return float(np.exp(found.x))
+
+
+def expected_calibration_error(probs: Sequence[float], labels: Sequence[int], bins: int = 10) -> float:
+    """ECE of binary probabilities with MONAI's ``CalibrationErrorMetric`` (equal-width bins): the
+    images are laid out as the "pixels" of one sample with one channel."""
+    import torch
+    from monai.metrics import CalibrationErrorMetric
+
+    metric = CalibrationErrorMetric(num_bins=bins, include_background=True, calibration_reduction="expected")
+    y_pred = torch.as_tensor(np.asarray(probs, dtype=np.float32)).reshape(1, 1, -1)
+    y = torch.as_tensor(np.asarray(labels, dtype=np.float32)).reshape(1, 1, -1)
+    return float(metric(y_pred=y_pred, y=y).reshape(-1)[0])

@@ -1,0 +1,45 @@
+"""Temperature scaling: fitted on labels, applied by SplitOutputd, measured with MONAI's calibration metric."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from munet.engines.calibration import apply_temperature, expected_calibration_error, fit_temperature
+from munet.engines.postprocessing import CLASS_PROB_KEY, LESION_PROB_KEY, SplitOutputd
+from munet.networks.munet import CLASS_KEY, MASK_KEY, PRESENCE_KEY
+
+
+def _overconfident(n: int = 3000, true_temperature: float = 3.0, seed: int = 0):
+    """Probabilities whose logits are ``true_temperature`` times too large for their labels."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 3.0, n)
+    labels = (rng.random(n) < 1 / (1 + np.exp(-logits / true_temperature))).astype(int)
+    return 1 / (1 + np.exp(-logits)), labels
+
+
+def test_fitted_temperature_recovers_the_overconfidence_and_lowers_the_ece():
+    probs, labels = _overconfident()
+    temperature = fit_temperature(probs, labels)
+    assert 2.6 < temperature < 3.4
+    before, after = expected_calibration_error(probs, labels), expected_calibration_error(apply_temperature(probs, temperature), labels)
+    assert before > 0.1 and after < 0.04, (before, after)
+    # a monotone map: the ranking (AUC) is the same
+    assert np.array_equal(np.argsort(probs), np.argsort(apply_temperature(probs, temperature)))
+
+
+def test_a_temperature_needs_both_labels():
+    with pytest.raises(ValueError, match="at least two images of each label"):
+        fit_temperature([0.2, 0.9, 0.7], [1, 1, 1])
+
+
+def test_split_output_divides_each_heads_logits_by_its_temperature():
+    pred = {MASK_KEY: torch.zeros(1, 4, 4), CLASS_KEY: torch.tensor([0.0, 2.0]), PRESENCE_KEY: torch.tensor([3.0])}
+    plain = SplitOutputd(with_branches=False, presence_threshold=None)({"pred": dict(pred)})
+    scaled = SplitOutputd(with_branches=False, presence_threshold=None, class_temperature=2.0, presence_temperature=3.0)({"pred": dict(pred)})
+    assert plain[LESION_PROB_KEY] == pytest.approx(float(torch.sigmoid(torch.tensor(3.0))))
+    assert scaled[LESION_PROB_KEY] == pytest.approx(float(torch.sigmoid(torch.tensor(1.0))))
+    assert scaled[CLASS_PROB_KEY][1] == pytest.approx(float(torch.softmax(torch.tensor([0.0, 1.0]), 0)[1]))
+    with pytest.raises(ValueError, match="temperatures must be positive"):
+        SplitOutputd(class_temperature=0.0)
