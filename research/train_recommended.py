@@ -159,7 +159,7 @@ def train_recommended(
     else:
         print(f"[train] {effective.get('max_epochs')} epochs, log {logs / 'train.log'}", flush=True)
         trained = train_bundle(str(bundle), str(data), str(datalist), recipe=PROFILES[profile], seed=seed, tracking=tracking,
-                               choose_threshold=False, log=logs / "train.log", **values)
+                               fit_validation=False, log=logs / "train.log", **values)
         train_seconds, trained_on, commit = trained["train_seconds"], machine, git_commit()
         epochs = len(history(bundle).get("val_dice", [])) or int(effective.get("max_epochs", 1))
         print(f"[train] done in {train_seconds / 60:.1f} min ({train_seconds / 60 / epochs:.2f} min/epoch)", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
@@ -11,7 +12,7 @@ from munet.engines.finding import image_finding
 from munet.engines.inferer import MultiTaskInferer
 from munet.engines.metrics import MUNetMetrics
 from munet.engines.postprocessing import LESION_PROB_KEY, SplitOutputd, gate_by_presence
-from munet.engines.presence_threshold import choose_presence_threshold, gated_outcome
+from munet.engines.presence_threshold import choose_presence_threshold, gated_outcome, three_way_thresholds
 from munet.integrations.monailabel_app.results import result_json
 from munet.losses import MUNetLoss
 from munet.networks import build_network
@@ -164,3 +165,19 @@ def test_no_class_call_on_no_lesion():
     assert uncertain["lesion_probability"] == 0.2 and "warnings" not in uncertain
     tiny = result_json([0.6, 0.4], ["benign", "malignant"], 3, (16, 16), {}, image_size=224)
     assert tiny["finding"] == "lesion" and "below the 48-pixel minimum" in tiny["warnings"][0]
+
+
+def test_three_way_thresholds_rest_on_every_lesion_image_not_the_lowest():
+    rng = np.random.default_rng(0)
+    lesions = 1 / (1 + np.exp(-rng.normal(3.0, 1.5, 55)))
+    normals = 1 / (1 + np.exp(-rng.normal(-3.0, 1.5, 13)))
+    low, high = three_way_thresholds(lesions, normals)
+    assert low <= lesions.min() and low <= high
+    expected = 1 / (1 + np.exp(-(np.log(lesions / (1 - lesions)).mean() - 2.3263 * np.log(lesions / (1 - lesions)).std(ddof=1))))
+    assert low == pytest.approx(min(expected, lesions.min()), rel=1e-3)
+    assert (normals >= high).mean() <= 0.15 + 1 / 13
+    # one outlying lesion image moves the threshold far less than it moved the single-threshold rules
+    shifted = three_way_thresholds(np.append(lesions, 0.02), normals)[0]
+    assert shifted <= 0.02 and three_way_thresholds(np.append(lesions, 0.3), normals)[0] == pytest.approx(min(low, 0.3), abs=0.1)
+    with pytest.raises(ValueError, match="at least two lesion images"):
+        three_way_thresholds([0.9], normals)

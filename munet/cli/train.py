@@ -3,9 +3,9 @@
 The bundle folder (``--output_dir``) gets ``configs/`` (the repository's, with the recipe's and
 the command line's values written into its train.json: the folder's configs are then the one
 record of how its model was built and is served), ``models/model.pt`` with its sidecar, and
-``eval/``. When the network has a presence head and the validation split holds normal images,
-the presence threshold is chosen on that split (never the test split) and written into the
-folder's train.json.
+``eval/``. Then the temperatures, the three-way presence thresholds and the review rule are
+fitted on the validation split (never the test split; :mod:`munet.cli.validation_fit`) and
+written into the folder's train.json.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from munet.cli.validation_fit import fit_on_validation
 from munet.engines.bundle_folder import REPO_ROOT, run_bundle_command, workflow_argv
-from munet.engines.presence_threshold import THRESHOLD_RULES, choose_presence_threshold
 
-__all__ = ["RECIPES", "recipe_values", "make_bundle_folder", "write_train_values", "train_bundle", "validation_presence_probs", "presence_summary",
-           "validation_presence_threshold"]
+__all__ = ["RECIPES", "recipe_values", "make_bundle_folder", "write_train_values", "train_bundle", "validation_presence_probs", "presence_summary"]
 
 RECIPES_DIR = REPO_ROOT / "configs" / "recipes"
 #: ``recommended`` is train.json itself; the others are overlays in configs/recipes/
@@ -85,29 +84,15 @@ def presence_summary(lesion_p: List[float], normal_p: List[float], threshold: fl
             "normal_specificity": sum(p < threshold for p in normal_p) / len(normal_p) if normal_p else None}
 
 
-def validation_presence_threshold(root: Path, datalist: Path, dataset_dir: Path, rule: str = "youden",
-                                  min_lesion_recall: float = 0.95, **values: Any) -> Tuple[Optional[float], Dict]:
-    """The presence threshold ``rule`` chooses on the validation split of ``datalist`` (lesion and
-    normal images, :func:`validation_presence_probs`); None when the split lacks either kind.
-    Returns it and a summary of the validation figures."""
-    if rule not in THRESHOLD_RULES:
-        raise ValueError(f"unknown threshold rule {rule!r}: choose one of {', '.join(THRESHOLD_RULES)}")
-    items: List[Dict] = json.loads(datalist.read_text()).get("validation", [])
-    lesions, normals = sum("class" in i for i in items), sum("class" not in i for i in items)
-    if not normals or not lesions:
-        return None, {"lesion_images": lesions, "normal_images": normals, "reason": "no normal or no lesion image"}
-    lesion_p, normal_p = validation_presence_probs(root, datalist, dataset_dir, **values)
-    threshold = choose_presence_threshold(lesion_p, normal_p, rule, min_lesion_recall)
-    return threshold, {"rule": rule, "min_lesion_recall": min_lesion_recall, **presence_summary(lesion_p, normal_p, threshold)}
-
-
 def train_bundle(output_dir: str, dataset_dir: Optional[str] = None, datalist: Optional[str] = None,
                  busi_dir: Optional[str] = None, recipe: str = "recommended", seed: int = 0, tracking: str = "mlflow",
-                 tracking_uri: Optional[str] = None, resume: bool = False, threshold_rule: str = "youden",
-                 limit_per_split: Optional[int] = None, log: Optional[Path] = None, choose_threshold: bool = True,
+                 tracking_uri: Optional[str] = None, resume: bool = False,
+                 limit_per_split: Optional[int] = None, log: Optional[Path] = None, fit_validation: bool = True,
                  **overrides: Any) -> Dict[str, Any]:
     """Train ``recipe`` into the bundle folder ``output_dir``; returns what was done (also printed).
-    ``choose_threshold`` False leaves the presence threshold to the caller (a study that records every rule)."""
+    Then fit the temperatures, the three-way presence thresholds and the review rule on the
+    validation split (:mod:`munet.cli.validation_fit`); ``fit_validation`` False leaves them to
+    the caller (a study that records every rule)."""
     if tracking not in ("mlflow", "none"):
         raise ValueError(f"unknown tracking {tracking!r}: choose mlflow or none")
     values = {**recipe_values(recipe), **overrides, "seed": seed}  # an unknown recipe is refused before any work
@@ -134,15 +119,14 @@ def train_bundle(output_dir: str, dataset_dir: Optional[str] = None, datalist: O
     seconds = run_bundle_command(args, log)
     print(f"[munet train] trained in {seconds / 60:.1f} min: {root / 'models' / 'model.pt'}", flush=True)
     record: Dict[str, Any] = {"bundle": str(root), "recipe": recipe, "train_seconds": round(seconds, 1)}
-    train_config = json.loads((root / "configs" / "train.json").read_text())
-    if train_config.get("presence_head") and choose_threshold:
-        threshold, summary = validation_presence_threshold(root, data_list, data, threshold_rule)
-        record["validation_presence"] = summary
-        if threshold is not None:
-            write_train_values(root, {"presence_threshold": threshold})
-            record["presence_threshold"] = threshold
-            print(f"[munet train] presence threshold {threshold:.4f} ({threshold_rule}, on validation): {summary}", flush=True)
-        else:
-            print(f"[munet train] presence threshold left at {train_config['presence_threshold']}: {summary['reason']}", flush=True)
+    if fit_validation:
+        fit = fit_on_validation(root, data, data_list)
+        record["validation_fit"] = {k: fit[k] for k in ("summary", "skipped")}
+        if fit["values"]:
+            write_train_values(root, fit["values"])
+            record.update(fit["values"])
+        print(f"[munet train] fitted on validation: {json.dumps(fit['values'])}", flush=True)
+        for name, reason in fit["skipped"].items():
+            print(f"[munet train] {name} left as it was: {reason}", flush=True)
     (root / "train_record.json").write_text(json.dumps(record, indent=1))
     return record

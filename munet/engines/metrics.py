@@ -18,6 +18,7 @@ from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced
 from monai.metrics import compute_confusion_matrix_metric, compute_dice, compute_roc_auc, get_confusion_matrix
 
+from munet.engines.inferer import VIEW_AGREEMENT_KEY
 from munet.engines.postprocessing import CLASS_LABEL_KEY, CLASS_PROB_KEY, LESION_PROB_KEY
 
 __all__ = ["MUNetMetrics", "classification_metrics", "binary_dice"]
@@ -109,6 +110,8 @@ class MUNetMetrics(Metric):
             row["lesion_prob"] = float(sample[LESION_PROB_KEY])
         if CLASS_PROB_KEY in sample:
             row["prob_malignant"] = float(sample[CLASS_PROB_KEY][self.positive_class])
+        if VIEW_AGREEMENT_KEY in sample:
+            row["view_agreement"] = float(sample[VIEW_AGREEMENT_KEY])
         row["class"] = int(sample.get(CLASS_LABEL_KEY, -1))
         return row
 

@@ -16,11 +16,11 @@ No scikit-learn: ``roc_curve`` gives the same candidates but not the recall floo
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["THRESHOLD_RULES", "choose_presence_threshold", "gated_outcome"]
+__all__ = ["THRESHOLD_RULES", "choose_presence_threshold", "gated_outcome", "three_way_thresholds"]
 
 THRESHOLD_RULES = ("youden", "lesion_recall")
 
@@ -67,3 +67,29 @@ def gated_outcome(lesion_dice: Sequence[float], lesion_probs: Sequence[float], n
             "normal_fpr": float(np.mean(marked)) if marked else float("nan"),
             "lesion_images_gated": int(sum(p < t for p in lesion_probs)),
             "normal_images_marked": int(sum(marked))}
+
+
+def three_way_thresholds(lesion_probs: Sequence[float], normal_probs: Sequence[float], hidden_share: float = 0.01,
+                         max_normal_lesion: float = 0.15) -> Tuple[float, float]:
+    """``(presence_threshold, presence_uncertain_below)`` of the three-way finding
+    (:mod:`munet.engines.finding`), from validation presence probabilities (calibrated ones when
+    the configs hold a presence temperature).
+
+    "no lesion" below the ``hidden_share`` quantile of a normal distribution fitted to the lesion
+    images' presence logits: every lesion image informs the tail, where the single-threshold
+    rules rested on the few lowest and swung from one seed to the next (0.669 and 0.028). Never
+    above the lowest validation lesion image. "lesion" from the point where at most
+    ``max_normal_lesion`` of the validation normals would be called lesion (at least the first
+    threshold); between the two, "uncertain" (the mask kept, flagged for review).
+    """
+    from scipy.stats import norm
+
+    lesions = np.clip(np.asarray(lesion_probs, dtype=float), 1e-6, 1 - 1e-6)
+    if lesions.size < 2:
+        raise ValueError(f"three-way thresholds need at least two lesion images, got {lesions.size}")
+    logits = np.log(lesions / (1 - lesions))
+    tail = float(1 / (1 + np.exp(-(logits.mean() + norm.ppf(hidden_share) * logits.std(ddof=1)))))
+    low = min(tail, float(lesions.min()))
+    normals = np.asarray(normal_probs, dtype=float)
+    high = float(np.quantile(normals, 1 - max_normal_lesion)) if normals.size else low
+    return low, max(high, low)

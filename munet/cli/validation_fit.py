@@ -1,0 +1,85 @@
+"""What ``munet train`` fits on the validation split once the weights are trained.
+
+One ungated pass of the served inference over the validation images (the evaluation workflow:
+per image its Dice, presence and malignancy probabilities and view agreement), then:
+
+1. ``class_temperature`` and ``presence_temperature`` (:mod:`munet.engines.calibration`);
+2. ``presence_threshold`` and ``presence_uncertain_below``, the three-way finding's thresholds,
+   on the calibrated presence probabilities (:func:`~munet.engines.presence_threshold.three_way_thresholds`);
+3. ``review_rule`` (:func:`~munet.engines.review.choose_review_rule`).
+
+They are written into the bundle folder's ``configs/train.json``, like every trained value.
+A validation split without normal images (or with fewer than two images of a class) leaves
+the values it cannot fit as they are, and says so.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from munet.engines.bundle_folder import run_bundle_command, workflow_argv
+from munet.engines.calibration import apply_temperature, fit_temperature
+from munet.engines.presence_threshold import three_way_thresholds
+from munet.engines.review import choose_review_rule, risk_coverage
+
+__all__ = ["evaluate_split", "calibrated", "fit_on_validation"]
+
+
+def evaluate_split(root: Path, dataset_dir: Path, datalist: Path, split: str, out: Path, log: Optional[Path] = None,
+                   **values: Any) -> List[Dict]:
+    """Ungated, uncalibrated served predictions of ``split``, one dict per image (kept in ``out``:
+    a second call reads them back)."""
+    if not (out / "per_case.csv").is_file():
+        run_bundle_command(workflow_argv("evaluating", root, dataset_dir=str(dataset_dir), datalist=str(datalist), eval_split=split,
+                                         output_dir=str(out), presence_threshold=None, presence_uncertain_below=None,
+                                         class_temperature=1.0, presence_temperature=1.0, write_dicom_seg=False, **values),
+                           log or root / "logs" / f"evaluate_{split}.log")
+    with open(out / "per_case.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+
+    def number(row: Dict, key: str) -> Optional[float]:
+        return float(row[key]) if row.get(key) not in (None, "") else None
+
+    return [{"image": Path(r["image"]).name, "dice": float(r["dice"]), "lesion_prob": number(r, "lesion_prob"),
+             "prob_malignant": number(r, "prob_malignant"), "class": int(r["class"]), "lesion": int(r["lesion_pixels"]) > 0,
+             "marked": int(r["pred_pixels"]) > 0, "view_agreement": number(r, "view_agreement")} for r in rows]
+
+
+def calibrated(rows: List[Dict], class_temperature: float, presence_temperature: float) -> List[Dict]:
+    """``rows`` with their probabilities under the temperatures."""
+    def scaled(p: Optional[float], t: float) -> Optional[float]:
+        return None if p is None else float(apply_temperature([p], t)[0])
+
+    return [{**r, "lesion_prob": scaled(r["lesion_prob"], presence_temperature),
+             "prob_malignant": scaled(r["prob_malignant"], class_temperature)} for r in rows]
+
+
+def fit_on_validation(root: Path, dataset_dir: Path, datalist: Path, out: Optional[Path] = None, **values: Any) -> Dict[str, Any]:
+    """Fit the values above on the validation split of ``datalist``; returns ``values`` (to write
+    into the configs), ``summary`` (validation figures) and ``skipped`` (what could not be fitted)."""
+    rows = evaluate_split(root, dataset_dir, datalist, "validation", out or root / "eval" / "validation_fit", **values)
+    lesions, normals = [r for r in rows if r["class"] >= 0 and r["lesion"]], [r for r in rows if not r["lesion"]]
+    fitted: Dict[str, Any] = {}
+    skipped: Dict[str, str] = {}
+    try:
+        fitted["class_temperature"] = round(fit_temperature([r["prob_malignant"] for r in lesions], [r["class"] for r in lesions]), 4)
+    except (ValueError, TypeError) as err:
+        skipped["class_temperature"] = str(err)
+    has_presence = all(r["lesion_prob"] is not None for r in rows) and rows
+    if not has_presence:
+        skipped["presence"] = "the network has no presence head"
+    elif len(normals) < 2 or len(lesions) < 2:
+        skipped["presence"] = f"the validation split has {len(lesions)} lesion and {len(normals)} normal images (two of each needed)"
+    else:
+        fitted["presence_temperature"] = round(fit_temperature([r["lesion_prob"] for r in rows], [int(r["lesion"]) for r in rows]), 4)
+    t_class, t_presence = fitted.get("class_temperature", 1.0), fitted.get("presence_temperature", 1.0)
+    cal_lesions, cal_normals = calibrated(lesions, t_class, t_presence), calibrated(normals, t_class, t_presence)
+    summary: Dict[str, Any] = {"lesion_images": len(lesions), "normal_images": len(normals)}
+    if "presence_temperature" in fitted:
+        low, high = three_way_thresholds([r["lesion_prob"] for r in cal_lesions], [r["lesion_prob"] for r in cal_normals])
+        fitted.update(presence_threshold=round(low, 6), presence_uncertain_below=round(high, 6))
+        fitted["review_rule"] = choose_review_rule(cal_lesions, cal_normals, (low, high))
+        summary["review"] = risk_coverage(cal_lesions, cal_normals, (low, high), fitted["review_rule"])
+    return {"values": fitted, "summary": summary, "skipped": skipped}
