@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from munet.engines.calibration import apply_temperature, expected_calibration_error, fit_temperature
+from munet.engines.calibration import apply_temperature, expected_calibration_error, fit_temperature, temperature_if_it_generalises
 from munet.engines.postprocessing import CLASS_PROB_KEY, LESION_PROB_KEY, SplitOutputd
 from munet.networks.munet import CLASS_KEY, MASK_KEY, PRESENCE_KEY
 
@@ -43,3 +43,11 @@ def test_split_output_divides_each_heads_logits_by_its_temperature():
     assert scaled[CLASS_PROB_KEY][1] == pytest.approx(float(torch.softmax(torch.tensor([0.0, 1.0]), 0)[1]))
     with pytest.raises(ValueError, match="temperatures must be positive"):
         SplitOutputd(class_temperature=0.0)
+
+
+def test_a_temperature_is_applied_only_when_it_carries_over():
+    probs, labels = _overconfident(n=200)
+    temperature, note = temperature_if_it_generalises(probs, labels)
+    assert temperature > 2 and "leave-one-out NLL" in note
+    # a handful of images whose fit says nothing about the held-out one: not applied
+    assert temperature_if_it_generalises([0.9, 0.8, 0.2, 0.3, 0.1, 0.7], [1, 0, 0, 1, 0, 1])[0] == 1.0

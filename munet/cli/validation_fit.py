@@ -3,7 +3,8 @@
 One ungated pass of the served inference over the validation images (the evaluation workflow:
 per image its Dice, presence and malignancy probabilities and view agreement), then:
 
-1. ``class_temperature`` and ``presence_temperature`` (:mod:`munet.engines.calibration`);
+1. ``class_temperature`` and ``presence_temperature`` (:mod:`munet.engines.calibration`), each
+   only when a leave-one-out check says it carries over to images it was not fitted on;
 2. ``presence_threshold`` and ``presence_uncertain_below``, the three-way finding's thresholds,
    on the calibrated presence probabilities (:func:`~munet.engines.presence_threshold.three_way_thresholds`);
 3. ``review_rule`` (:func:`~munet.engines.review.choose_review_rule`).
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from munet.engines.bundle_folder import run_bundle_command, workflow_argv
-from munet.engines.calibration import apply_temperature, fit_temperature
+from munet.engines.calibration import apply_temperature, temperature_if_it_generalises
 from munet.engines.presence_threshold import three_way_thresholds
 from munet.engines.review import choose_review_rule, risk_coverage
 
@@ -63,8 +64,10 @@ def fit_on_validation(root: Path, dataset_dir: Path, datalist: Path, out: Option
     lesions, normals = [r for r in rows if r["class"] >= 0 and r["lesion"]], [r for r in rows if not r["lesion"]]
     fitted: Dict[str, Any] = {}
     skipped: Dict[str, str] = {}
+    notes: Dict[str, str] = {}
     try:
-        fitted["class_temperature"] = round(fit_temperature([r["prob_malignant"] for r in lesions], [r["class"] for r in lesions]), 4)
+        t, notes["class_temperature"] = temperature_if_it_generalises([r["prob_malignant"] for r in lesions], [r["class"] for r in lesions])
+        fitted["class_temperature"] = round(t, 4)
     except (ValueError, TypeError) as err:
         skipped["class_temperature"] = str(err)
     has_presence = all(r["lesion_prob"] is not None for r in rows) and rows
@@ -73,10 +76,11 @@ def fit_on_validation(root: Path, dataset_dir: Path, datalist: Path, out: Option
     elif len(normals) < 2 or len(lesions) < 2:
         skipped["presence"] = f"the validation split has {len(lesions)} lesion and {len(normals)} normal images (two of each needed)"
     else:
-        fitted["presence_temperature"] = round(fit_temperature([r["lesion_prob"] for r in rows], [int(r["lesion"]) for r in rows]), 4)
+        t, notes["presence_temperature"] = temperature_if_it_generalises([r["lesion_prob"] for r in rows], [int(r["lesion"]) for r in rows])
+        fitted["presence_temperature"] = round(t, 4)
     t_class, t_presence = fitted.get("class_temperature", 1.0), fitted.get("presence_temperature", 1.0)
     cal_lesions, cal_normals = calibrated(lesions, t_class, t_presence), calibrated(normals, t_class, t_presence)
-    summary: Dict[str, Any] = {"lesion_images": len(lesions), "normal_images": len(normals)}
+    summary: Dict[str, Any] = {"lesion_images": len(lesions), "normal_images": len(normals), "temperatures": notes}
     if "presence_temperature" in fitted:
         low, high = three_way_thresholds([r["lesion_prob"] for r in cal_lesions], [r["lesion_prob"] for r in cal_normals])
         fitted.update(presence_threshold=round(low, 6), presence_uncertain_below=round(high, 6))

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["fit_temperature", "apply_temperature", "expected_calibration_error", "EPSILON"]
+__all__ = ["fit_temperature", "temperature_if_it_generalises", "apply_temperature", "expected_calibration_error", "EPSILON"]
 
 EPSILON = 1e-6
 
@@ -50,6 +50,34 @@ def fit_temperature(probs: Sequence[float], labels: Sequence[int], bounds: tuple
 
     found = minimize_scalar(nll, bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded")
     return float(np.exp(found.x))
+
+
+def _nll(probs: Sequence[float], labels: Sequence[int]) -> float:
+    q = np.clip(np.asarray(probs, dtype=float), EPSILON, 1 - EPSILON)
+    y = np.asarray(labels, dtype=float)
+    return float(-(y * np.log(q) + (1 - y) * np.log(1 - q)).mean())
+
+
+def temperature_if_it_generalises(probs: Sequence[float], labels: Sequence[int]) -> tuple:
+    """``(temperature, note)``: the fitted temperature when it lowers the leave-one-out negative
+    log-likelihood on these images (each predicted by a temperature fitted without it), else 1.0.
+
+    A temperature fitted on a few dozen validation images can fit them and nothing else: on the
+    seed-0 BUSI model, one fitted on 68 images raised the test split's presence ECE from 0.044 to
+    0.084. Leave-one-out asks the validation images themselves whether the fit carries over.
+    """
+    p, y = np.asarray(probs, dtype=float), np.asarray(labels, dtype=int)
+    held_out = []
+    for i in range(len(p)):
+        keep = np.arange(len(p)) != i
+        try:
+            held_out.append(float(apply_temperature([p[i]], fit_temperature(p[keep], y[keep]))[0]))
+        except ValueError:
+            held_out.append(float(p[i]))
+    scaled, plain = _nll(held_out, y), _nll(p, y)
+    if scaled < plain:
+        return fit_temperature(p, y), f"leave-one-out NLL {plain:.4f} -> {scaled:.4f}"
+    return 1.0, f"not applied: leave-one-out NLL {plain:.4f} -> {scaled:.4f} (the fit does not carry over)"
 
 
 def expected_calibration_error(probs: Sequence[float], labels: Sequence[int], bins: int = 10) -> float:
