@@ -7,10 +7,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from bundle_helpers import REPO_ROOT, TINY, make_tiny_dataset
 from PIL import Image
 
-from munet.engines.review import choose_review_rule, risk_coverage
+from munet.engines.review import choose_review_rule, choose_review_settings, risk_coverage
 
 
 def _with_normals(data, per_split: int = 4) -> None:
@@ -62,3 +63,14 @@ def test_the_review_rule_flags_the_bad_masks_and_the_malignant_cases_called_beni
     assert table["flagged_share"] <= 0.25 and table["flagged_lesion_images"] == 3, (rule, table)
     assert table["dice_unflagged"] > table["dice_all"] + 0.1 and table["misclassified_malignant_caught"] == 1
     assert table["normal_fpr_all"] == 0.0  # confidently "no lesion"
+
+
+def test_the_uncertain_band_is_chosen_with_the_review_rule_under_the_budget():
+    sure = [_case(0.9, p, c, lesion_prob=0.99) for p, c in ((0.1, 0), (0.9, 1), (0.2, 0), (0.8, 1), (0.15, 0), (0.85, 1), (0.05, 0))]
+    doubtful = [_case(0.3, 0.3, 0, lesion_prob=0.55), _case(0.25, 0.6, 1, lesion_prob=0.6)]  # weak presence, poor masks
+    normals = [{"dice": 0.0, "prob_malignant": 0.3, "class": -1, "lesion_prob": p, "marked": True, "view_agreement": 1.0}
+               for p in (0.01, 0.02, 0.03, 0.7)]
+    upper, rule = choose_review_settings(sure + doubtful, normals, 0.05, max_flagged=0.25)
+    table = risk_coverage(sure + doubtful, normals, (0.05, upper), rule)
+    assert 0.05 <= upper <= 0.99 and table["flagged_share"] <= 0.25  # the band or a class margin: either flags both
+    assert table["flagged_lesion_images"] == 2 and table["dice_unflagged"] == pytest.approx(0.9)

@@ -5,9 +5,10 @@ per image its Dice, presence and malignancy probabilities and view agreement), t
 
 1. ``class_temperature`` and ``presence_temperature`` (:mod:`munet.engines.calibration`), each
    only when a leave-one-out check says it carries over to images it was not fitted on;
-2. ``presence_threshold`` and ``presence_uncertain_below``, the three-way finding's thresholds,
-   on the calibrated presence probabilities (:func:`~munet.engines.presence_threshold.three_way_thresholds`);
-3. ``review_rule`` (:func:`~munet.engines.review.choose_review_rule`).
+2. ``presence_threshold``, below which the finding is "no lesion", on the calibrated presence
+   probabilities (:func:`~munet.engines.presence_threshold.three_way_thresholds`);
+3. ``presence_uncertain_below`` and ``review_rule`` together, under the review budget
+   (:func:`~munet.engines.review.choose_review_settings`).
 
 They are written into the bundle folder's ``configs/train.json``, like every trained value.
 A validation split without normal images (or with fewer than two images of a class) leaves
@@ -23,7 +24,7 @@ from typing import Any, Dict, List, Optional
 from munet.engines.bundle_folder import run_bundle_command, workflow_argv
 from munet.engines.calibration import apply_temperature, temperature_if_it_generalises
 from munet.engines.presence_threshold import three_way_thresholds
-from munet.engines.review import choose_review_rule, risk_coverage
+from munet.engines.review import choose_review_settings, risk_coverage
 
 __all__ = ["evaluate_split", "calibrated", "fit_on_validation"]
 
@@ -82,8 +83,8 @@ def fit_on_validation(root: Path, dataset_dir: Path, datalist: Path, out: Option
     cal_lesions, cal_normals = calibrated(lesions, t_class, t_presence), calibrated(normals, t_class, t_presence)
     summary: Dict[str, Any] = {"lesion_images": len(lesions), "normal_images": len(normals), "temperatures": notes}
     if "presence_temperature" in fitted:
-        low, high = three_way_thresholds([r["lesion_prob"] for r in cal_lesions], [r["lesion_prob"] for r in cal_normals])
+        low, _ = three_way_thresholds([r["lesion_prob"] for r in cal_lesions], [r["lesion_prob"] for r in cal_normals])
+        high, fitted["review_rule"] = choose_review_settings(cal_lesions, cal_normals, low)
         fitted.update(presence_threshold=round(low, 6), presence_uncertain_below=round(high, 6))
-        fitted["review_rule"] = choose_review_rule(cal_lesions, cal_normals, (low, high))
         summary["review"] = risk_coverage(cal_lesions, cal_normals, (low, high), fitted["review_rule"])
     return {"values": fitted, "summary": summary, "skipped": skipped}

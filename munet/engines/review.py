@@ -21,7 +21,7 @@ import numpy as np
 from munet.engines.finding import NO_LESION, UNCERTAIN, image_finding
 from munet.engines.metrics import classification_metrics
 
-__all__ = ["review_reasons", "REASONS", "case_findings", "case_flags", "risk_coverage", "choose_review_rule"]
+__all__ = ["review_reasons", "REASONS", "case_findings", "case_flags", "risk_coverage", "choose_review_rule", "choose_review_settings"]
 
 REASONS = ("uncertain", "views disagree", "class near the decision")
 
@@ -98,4 +98,35 @@ def choose_review_rule(cases: Sequence[Mapping], normals: Sequence[Mapping], thr
             key = (table["dice_unflagged"] - table["dice_all"] + 0.1 * caught, -table["flagged_share"])
             if key > best_key:
                 best, best_key = rule, key
+    return best
+
+
+def choose_review_settings(cases: Sequence[Mapping], normals: Sequence[Mapping], no_lesion_below: float,
+                           max_flagged: float = 0.2) -> Tuple[float, Dict]:
+    """``(presence_uncertain_below, review_rule)`` chosen together on validation, as
+    :func:`choose_review_rule` does for the rule alone.
+
+    The upper presence threshold decides only which marked images are "uncertain" (flagged) rather
+    than "lesion": false positives on normals count both alike. So it is a review setting and
+    shares the flag budget with the other signals; candidates are the validation presence
+    probabilities above ``no_lesion_below``."""
+    probs = sorted({float(c["lesion_prob"]) for c in list(cases) + list(normals) if c["lesion_prob"] >= no_lesion_below})
+    candidates = [no_lesion_below] + [float(v) for v in np.quantile(probs, np.linspace(0, 1, 25))] if probs else [no_lesion_below]
+    agreements = sorted({round(float(c["view_agreement"]), 2) for c in list(cases) + list(normals) if c.get("view_agreement") is not None})
+    agreements = [round(a + 0.005, 3) for a in agreements if a < 1.0]
+    agreements = [None] + [float(v) for v in np.unique(np.quantile(agreements, np.linspace(0, 1, 15)))] if agreements else [None]
+    best: Tuple[float, Dict] = (no_lesion_below, {"min_view_agreement": None, "class_margin": None})
+    best_key = (-np.inf, 0.0)
+    for upper in sorted(set(candidates)):
+        thresholds = (no_lesion_below, upper)
+        for agreement in agreements:
+            for margin in (None, 0.05, 0.1, 0.15, 0.2):
+                rule = {"min_view_agreement": agreement, "class_margin": margin}
+                table = risk_coverage(cases, normals, thresholds, rule)
+                if table["flagged_share"] is None or table["flagged_share"] > max_flagged or table["dice_unflagged"] is None:
+                    continue
+                caught = table["misclassified_malignant_caught"] / max(1, table["misclassified_malignant"])
+                key = (table["dice_unflagged"] - table["dice_all"] + 0.1 * caught, -table["flagged_share"])
+                if key > best_key:
+                    best, best_key = (upper, rule), key
     return best
