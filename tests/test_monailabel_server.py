@@ -741,3 +741,35 @@ def test_with_a_token_every_route_needs_it(served, tmp_path):
         assert saved.status_code == 200, saved.text
         assert requests.delete(f"{url}/datastore/label", params={"id": image_id, "tag": "authcheck"}, headers=good, timeout=60).status_code == 200
         assert "refused: no token" in (tmp_path / "auth.log").read_text()
+
+
+def test_the_next_image_to_annotate_is_the_one_the_model_is_least_sure_of(served):
+    """Each automatic inference records the image's uncertainty (max of 1 - |2p - 1| over the presence
+    and malignancy probabilities, and 1 - view agreement); most_uncertain serves the highest."""
+    url = served["url"]
+    listing = requests.get(f"{url}/datastore/", params={"output": "all"}, timeout=30).json()
+    unlabeled = sorted(i for i, entry in listing["objects"].items() if not entry.get("labels", {}).get("final"))
+    assert len(unlabeled) >= 5
+    scores = {}
+    for image_id in unlabeled:
+        response = requests.post(f"{url}/infer/munet", params={"image": image_id, "output": "json"}, timeout=300)
+        assert response.status_code == 200, response.text[:500]
+        result = response.json()["params"]
+        parts = [0.0]
+        if result.get("lesion_probability") is not None:
+            parts.append(1 - abs(2 * result["lesion_probability"] - 1))
+        if result["class_probabilities"].get("malignant") is not None:
+            parts.append(1 - abs(2 * result["class_probabilities"]["malignant"] - 1))
+        if result.get("view_agreement") is not None:
+            parts.append(1 - result["view_agreement"])
+        info = requests.get(f"{url}/datastore/image/info", params={"image": image_id}, timeout=30).json()
+        assert info["munet_uncertainty"] == pytest.approx(max(parts), abs=1e-5), (image_id, result, info)
+        assert info["munet_review"]["finding"] == result["finding"]
+        scores[image_id] = info["munet_uncertainty"]
+    assert len(set(scores.values())) > 1, scores  # the test means something only if the scores differ
+    suggested = requests.post(f"{url}/activelearning/most_uncertain", json={}, timeout=120)
+    assert suggested.status_code == 200, suggested.text[:500]
+    best = max(sorted(scores), key=lambda i: scores[i])
+    assert suggested.json()["id"] == best and suggested.json()["munet_uncertainty"] == pytest.approx(scores[best])
+    assert str(served["root"]) not in suggested.text
+    assert "most_uncertain" in requests.get(f"{url}/info/", timeout=30).json()["strategies"]

@@ -93,7 +93,7 @@ class RouteGuard:
             logger.warning(f"{scope['method']} {path[:120]} refused: {err.message}")
             await _answer(send, err.status, {"detail": err.message})
             return
-        if scope["method"] == "GET" and path in SCRUBBED or path.startswith("/session/"):
+        if scope["method"] == "GET" and path in SCRUBBED or path.startswith(("/session/", "/activelearning/")):
             await self.app(scope, receive, _scrubbing(send))
         else:
             await self.app(scope, receive, send)

@@ -8,6 +8,8 @@ Models (``GET /info/``):
 
 Trainers ``munet`` and ``munet_interactive`` train them from the datastore's final labels and
 publish new weights only when they score at least as well as the served ones (:mod:`.train`).
+The strategy ``most_uncertain`` (the default) offers the unlabelled image the automatic model is
+least sure of (:mod:`.uncertainty`).
 
 Weights that appear or change while the server runs (a training, a copy from elsewhere, a
 restored ``.prev``) are picked up at the next ``/info/`` or ``/infer`` call, with the settings
@@ -30,6 +32,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.interfaces.tasks.scoring import ScoringMethod
 from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
 from monailabel.tasks.activelearning.first import First
@@ -39,6 +42,7 @@ from munet.engines.weights_info import sidecar_path
 from munet.integrations.monailabel_app.checks import RequestError, check_studies_folder, scrub_paths
 from munet.integrations.monailabel_app.infer import INTERACTIVE_WEIGHTS, MUNetInferTask
 from munet.integrations.monailabel_app.train import MUNetTrainTask
+from munet.integrations.monailabel_app.uncertainty import MostUncertain, UncertaintyScoring, record_uncertainty
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +143,14 @@ class MUNetApp(MONAILabelApp):
             why = self.not_served.get(str(model))
             raise RequestError("model", f"{model!r} is not served here" + (f": {why}" if why else "")
                                + f" (served: {', '.join(self.served_models()) or 'none'})", 404)
-        return super().infer(request, datastore)
+        result = super().infer(request, datastore)
+        image = request.get("image")
+        if model == "munet" and isinstance(image, str) and not os.path.exists(image):  # a datastore id, not an upload
+            try:
+                record_uncertainty(datastore or self.datastore(), image, result.get("params") or {})
+            except Exception as err:  # noqa: BLE001 - the suggestion order is a convenience; the answer stands
+                logger.warning(f"could not record the uncertainty of {image}: {scrub_paths(str(err))[:200]}")
+        return result
 
     # -- training ---------------------------------------------------------------------------
     def init_trainers(self) -> Dict[str, TrainTask]:
@@ -167,4 +178,7 @@ class MUNetApp(MONAILabelApp):
         return ["benign", "malignant"]
 
     def init_strategies(self) -> Dict[str, Strategy]:
-        return {"random": Random(), "first": First()}
+        return {"most_uncertain": MostUncertain(UncertaintyScoring(self.infer)), "random": Random(), "first": First()}
+
+    def init_scoring_methods(self) -> Dict[str, ScoringMethod]:
+        return {"munet_uncertainty": UncertaintyScoring(self.infer)}
