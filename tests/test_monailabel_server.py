@@ -754,7 +754,7 @@ def test_the_next_image_to_annotate_is_the_one_the_model_is_least_sure_of(served
     for image_id in unlabeled:
         response = requests.post(f"{url}/infer/munet", params={"image": image_id, "output": "json"}, timeout=300)
         assert response.status_code == 200, response.text[:500]
-        result = response.json()["params"]
+        result = response.json()  # output=json: the result JSON itself
         parts = [0.0]
         if result.get("lesion_probability") is not None:
             parts.append(1 - abs(2 * result["lesion_probability"] - 1))
