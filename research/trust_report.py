@@ -29,6 +29,7 @@ from munet.cli.train import write_train_values
 from munet.cli.validation_fit import calibrated, evaluate_split, fit_on_validation
 from munet.engines.calibration import apply_temperature, expected_calibration_error
 from munet.engines.review import case_findings, risk_coverage
+from research.study_common import git_commit
 
 #: the aims of issue #31 the report checks
 MAX_HIDDEN, MAX_NORMAL_MARKED, MAX_FLAGGED = 0.02, 0.15, 0.20
@@ -83,7 +84,7 @@ def reliability_png(curves: Dict[str, Tuple[Sequence[float], Sequence[int]]], pa
     plt.close()
 
 
-def main(bundle: str, data: str, output: str, write_values: bool = False) -> Dict:
+def main(bundle: str, data: str, output: str, write_values: bool = False, trained_at: str = "") -> Dict:
     """Fit on validation, report on test (see the module doc); writes ``output`` (JSON) and two PNGs beside it."""
     root, data_dir, out = Path(bundle).resolve(), Path(data).resolve(), Path(output).resolve()
     fit = fit_on_validation(root, data_dir, data_dir / "datalist_with_normals.json", root / "eval" / "trust_validation")
@@ -97,7 +98,7 @@ def main(bundle: str, data: str, output: str, write_values: bool = False) -> Dic
     malignancy = ([c["prob_malignant"] for c in test], [c["class"] for c in test])
     presence = ([c["lesion_prob"] for c in test + test_normals], [1] * len(test) + [0] * len(test_normals))
     report = {
-        "bundle": str(root), "values": values, "validation": fit["summary"],
+        "bundle": str(root), "trained_by": trained_at or _trained_by(root), "evaluated_by": git_commit(), "values": values, "validation": fit["summary"],
         "ece_test": {
             "malignancy_before": expected_calibration_error(*malignancy),
             "malignancy_after": expected_calibration_error(apply_temperature(malignancy[0], t_class), malignancy[1]),
@@ -121,6 +122,17 @@ def main(bundle: str, data: str, output: str, write_values: bool = False) -> Dic
     return report
 
 
+def _trained_by(root: Path) -> str:
+    """The commit of the training, as research.train_recommended or munet train recorded it (or unknown)."""
+    for name in ("result.json", "train_record.json"):
+        path = root / name
+        if path.is_file():
+            commit = json.loads(path.read_text()).get("commit")
+            if commit:
+                return str(commit)
+    return "unknown"
+
+
 def _finite(value):
     """``value`` with NaN replaced by None (JSON has no NaN)."""
     if isinstance(value, float) and value != value:
@@ -132,8 +144,9 @@ def _finite(value):
     return value
 
 
-def cli(bundle: str, data: str, output: str, write_values: bool = False) -> None:
-    main(bundle, data, output, write_values)
+def cli(bundle: str, data: str, output: str, write_values: bool = False, trained_at: str = "") -> None:
+    """See the module doc; ``--trained_at`` names the training's commit when the run folder has no record of it."""
+    main(bundle, data, output, write_values, trained_at)
 
 
 if __name__ == "__main__":
