@@ -98,7 +98,8 @@ def main(bundle: str, data: str, output: str, write_values: bool = False, traine
     malignancy = ([c["prob_malignant"] for c in test], [c["class"] for c in test])
     presence = ([c["lesion_prob"] for c in test + test_normals], [1] * len(test) + [0] * len(test_normals))
     report = {
-        "bundle": str(root), "trained_by": trained_at or _trained_by(root), "evaluated_by": git_commit(), "values": values, "validation": fit["summary"],
+        "bundle": str(root), "trained_by": trained_at or _trained_by(root), "evaluated_by": git_commit(),
+        "values": values, "validation": fit["summary"],
         "ece_test": {
             "malignancy_before": expected_calibration_error(*malignancy),
             "malignancy_after": expected_calibration_error(apply_temperature(malignancy[0], t_class), malignancy[1]),
