@@ -82,7 +82,8 @@ def test_one_inference_command_runs_a_weighted_ensemble_of_bundles(tmp_path):
     data = make_tiny_dataset(tmp_path, n_train=1, n_val=1, n_test=2)
     members = [_member(tmp_path / "m1", 8, 1), _member(tmp_path / "m2", 16, 2)]
     out = tmp_path / "ensemble_out"
-    run_workflow("infer", INFERENCE, tmp_path, data, output_dir=str(out),
+    # threshold 0: every image has a lesion mask, so a class is called (none is on "no lesion")
+    run_workflow("infer", INFERENCE, tmp_path, data, output_dir=str(out), threshold=0.0,
                  ensemble_bundles=[str(tmp_path / "m1"), str(tmp_path / "m2")], ensemble_weights=[0.3, 0.7])
     rows = list(csv.DictReader(open(out / "predictions.csv")))
     assert len(rows) == 2
