@@ -747,9 +747,15 @@ def test_the_next_image_to_annotate_is_the_one_the_model_is_least_sure_of(served
     """Each automatic inference records the image's uncertainty (max of 1 - |2p - 1| over the presence
     and malignancy probabilities, and 1 - view agreement); most_uncertain serves the highest."""
     url = served["url"]
+    # the module's other tests label most studies: add six unlabelled ones (distinct pictures)
+    added = [f"next_{i}" for i in range(6)]
+    for image_id, source in zip(added, sorted(served["studies"].glob("more_case_*.png"))[:6]):
+        uploaded = requests.put(f"{url}/datastore/image", params={"image": image_id},
+                                files={"file": (f"{image_id}.png", source.read_bytes(), "image/png")}, timeout=60)
+        assert uploaded.status_code == 200, uploaded.text[:300]
     listing = requests.get(f"{url}/datastore/", params={"output": "all"}, timeout=30).json()
     unlabeled = sorted(i for i, entry in listing["objects"].items() if not entry.get("labels", {}).get("final"))
-    assert len(unlabeled) >= 5
+    assert set(added) <= set(unlabeled)
     scores = {}
     for image_id in unlabeled:
         response = requests.post(f"{url}/infer/munet", params={"image": image_id, "output": "json"}, timeout=300)
@@ -773,3 +779,5 @@ def test_the_next_image_to_annotate_is_the_one_the_model_is_least_sure_of(served
     assert suggested.json()["id"] == best and suggested.json()["munet_uncertainty"] == pytest.approx(scores[best])
     assert str(served["root"]) not in suggested.text
     assert "most_uncertain" in requests.get(f"{url}/info/", timeout=30).json()["strategies"]
+    for image_id in added:
+        assert requests.delete(f"{url}/datastore/image", params={"id": image_id}, timeout=60).status_code == 200
