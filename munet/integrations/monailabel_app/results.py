@@ -55,6 +55,11 @@ def result_json(class_prob: Any, class_names: Sequence[str], lesion_pixels: int,
         result["lesion_probability"] = round(float(lesion_prob), 6)
     if view_agreement is not None:
         result["view_agreement"] = round(float(view_agreement), 4)
+    # how unsure the model is (for choosing the next image to annotate): the class head's answer
+    # counts even where no class is called, as the image's label will teach it
+    malignant = probs[list(class_names).index("malignant")] if probs and "malignant" in class_names else None
+    parts = [0.0] + [1 - abs(2 * float(p) - 1) for p in (lesion_prob, malignant) if p is not None]
+    result["uncertainty"] = round(max(parts + ([1 - float(view_agreement)] if view_agreement is not None else [])), 6)
     malignant = result["class_probabilities"].get("malignant")
     reasons = review_reasons(finding, None if view_agreement is None else float(view_agreement), malignant, review_rule)
     result.update(needs_review=bool(reasons), review_reasons=reasons)

@@ -31,7 +31,10 @@ REVIEW_KEY = "munet_review"
 
 
 def uncertainty(result: Mapping[str, Any]) -> float:
-    """The uncertainty of one automatic result (its JSON, :func:`.results.result_json`), 0 to 1."""
+    """The uncertainty of one automatic result (its JSON, :func:`.results.result_json`, which
+    computes it with the class head's answer even where no class is called), 0 to 1."""
+    if result.get("uncertainty") is not None:
+        return float(result["uncertainty"])
     parts = [0.0]
     if result.get("lesion_probability") is not None:
         parts.append(1 - abs(2 * float(result["lesion_probability"]) - 1))
