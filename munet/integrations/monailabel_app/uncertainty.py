@@ -31,19 +31,9 @@ REVIEW_KEY = "munet_review"
 
 
 def uncertainty(result: Mapping[str, Any]) -> float:
-    """The uncertainty of one automatic result (its JSON, :func:`.results.result_json`, which
-    computes it with the class head's answer even where no class is called), 0 to 1."""
-    if result.get("uncertainty") is not None:
-        return float(result["uncertainty"])
-    parts = [0.0]
-    if result.get("lesion_probability") is not None:
-        parts.append(1 - abs(2 * float(result["lesion_probability"]) - 1))
-    malignant = (result.get("class_probabilities") or {}).get("malignant")
-    if malignant is not None:
-        parts.append(1 - abs(2 * float(malignant) - 1))
-    if result.get("view_agreement") is not None:
-        parts.append(1 - float(result["view_agreement"]))
-    return round(max(parts), 6)
+    """The uncertainty of one automatic result: its ``uncertainty``, computed once by
+    :func:`.results.result_json` (0 for a result without it)."""
+    return float(result.get("uncertainty") or 0.0)
 
 
 def record_uncertainty(datastore: Datastore, image_id: str, result: Mapping[str, Any]) -> float:
