@@ -88,11 +88,13 @@ def train_bundle(output_dir: str, dataset_dir: Optional[str] = None, datalist: O
                  busi_dir: Optional[str] = None, recipe: str = "recommended", seed: int = 0, tracking: str = "mlflow",
                  tracking_uri: Optional[str] = None, resume: bool = False,
                  limit_per_split: Optional[int] = None, log: Optional[Path] = None, fit_validation: bool = True,
-                 **overrides: Any) -> Dict[str, Any]:
+                 interactive: bool = False, **overrides: Any) -> Dict[str, Any]:
     """Train ``recipe`` into the bundle folder ``output_dir``; returns what was done (also printed).
     Then fit the temperatures, the three-way presence thresholds and the review rule on the
     validation split (:mod:`munet.cli.validation_fit`); ``fit_validation`` False leaves them to
-    the caller (a study that records every rule)."""
+    the caller (a study that records every rule). ``interactive``: train the click-guided model
+    (configs/train_interactive.json, ``models/model_interactive.pt``) with the same recipe; the
+    validation fit belongs to the automatic model and is not run."""
     if tracking not in ("mlflow", "none"):
         raise ValueError(f"unknown tracking {tracking!r}: choose mlflow or none")
     values = {**recipe_values(recipe), **overrides, "seed": seed}  # an unknown recipe is refused before any work
@@ -113,13 +115,14 @@ def train_bundle(output_dir: str, dataset_dir: Optional[str] = None, datalist: O
     make_bundle_folder(root, values)
     print(f"[munet train] recipe {recipe} -> {root} ({json.dumps(values)})", flush=True)
     run_values: Dict[str, Any] = {"dataset_dir": str(data), "datalist": str(data_list), "resume": resume}
-    args = workflow_argv("training", root, **run_values)
+    args = workflow_argv("training", root, ("train_interactive.json",) if interactive else (), **run_values)
     if tracking == "mlflow":
         args += ["--tracking", "mlflow"] + (["--tracking_uri", tracking_uri] if tracking_uri else [])
     seconds = run_bundle_command(args, log)
-    print(f"[munet train] trained in {seconds / 60:.1f} min: {root / 'models' / 'model.pt'}", flush=True)
-    record: Dict[str, Any] = {"bundle": str(root), "recipe": recipe, "train_seconds": round(seconds, 1)}
-    if fit_validation:
+    weights = root / "models" / ("model_interactive.pt" if interactive else "model.pt")
+    print(f"[munet train] trained in {seconds / 60:.1f} min: {weights}", flush=True)
+    record: Dict[str, Any] = {"bundle": str(root), "recipe": recipe, "interactive": interactive, "train_seconds": round(seconds, 1)}
+    if fit_validation and not interactive:
         fit = fit_on_validation(root, data, data_list)
         record["validation_fit"] = {k: fit[k] for k in ("summary", "skipped")}
         if fit["values"]:
@@ -128,5 +131,5 @@ def train_bundle(output_dir: str, dataset_dir: Optional[str] = None, datalist: O
         print(f"[munet train] fitted on validation: {json.dumps(fit['values'])}", flush=True)
         for name, reason in fit["skipped"].items():
             print(f"[munet train] {name} left as it was: {reason}", flush=True)
-    (root / "train_record.json").write_text(json.dumps(record, indent=1))
+    (root / ("train_interactive_record.json" if interactive else "train_record.json")).write_text(json.dumps(record, indent=1))
     return record
