@@ -28,6 +28,7 @@ from munet.engines.handlers import PredictionWriter
 from munet.engines.inferer import VIEW_AGREEMENT_KEY
 from munet.engines.postprocessing import CLASS_PROB_KEY, LESION_PROB_KEY
 from munet.integrations.dicom_outputs import (
+    DISPLAY_COPY_MARK,
     FINDING_CONCEPT,
     LESION_PROBABILITY_CONCEPT,
     REVIEW_CONCEPT,
@@ -167,6 +168,51 @@ def test_seg_and_sr_pass_dciodvfy(inferred):
             assert not errors, f"{rows[name][key]}: {errors}"
             # the only warning allowed: the private coding scheme of the non-malignant probabilities
             assert all("99MUNET" in line for line in lines if line.startswith("Warning")), lines
+
+
+def test_an_image_without_plane_geometry_gets_a_display_copy_the_seg_is_laid_over(inferred):
+    """OHIF places a SEG by geometry, which scanner images lack: single-frame ones get a copy with
+    a plane, same pixels, new series; the SEG lists the copy first, and is derived from the original."""
+    rows, sources, _, _ = inferred
+    for name, source in sources.items():
+        row = rows[name]
+        if int(source.get("NumberOfFrames", 1)) > 1:  # no copy for a cine loop (documented)
+            assert not row.get("dicom_display_copy")
+            continue
+        copy = pydicom.dcmread(row["dicom_display_copy"])
+        assert copy.SeriesInstanceUID != source.SeriesInstanceUID and copy.SOPInstanceUID != source.SOPInstanceUID
+        assert (copy.StudyInstanceUID, copy.PatientID, copy.SOPClassUID) == (source.StudyInstanceUID, source.PatientID, source.SOPClassUID)
+        assert copy.SeriesDescription.endswith(DISPLAY_COPY_MARK) and list(copy.ImageType[:2]) == ["DERIVED", "SECONDARY"]
+        assert copy.SourceImageSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+        assert [float(v) for v in copy.ImageOrientationPatient] == [1, 0, 0, 0, 1, 0] and copy.FrameOfReferenceUID
+        np.testing.assert_array_equal(copy.pixel_array, pydicom.dcmread(row["image"]).pixel_array)
+        seg = pydicom.dcmread(row["dicom_seg"])
+        assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [copy.SeriesInstanceUID, source.SeriesInstanceUID]
+        assert seg.FrameOfReferenceUID == copy.FrameOfReferenceUID
+        assert seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient == copy.ImageOrientationPatient
+    # the region declares 0.1 mm columns and 0.2 mm rows: the copy's Pixel Spacing is (row, column)
+    assert [float(v) for v in pydicom.dcmread(rows["IM0001"]["dicom_display_copy"]).PixelSpacing] == [0.2, 0.1]
+    if shutil.which("dciodvfy"):  # the copy adds no error to its source's (the test sources are minimal)
+        def errors(path: str) -> set:
+            result = subprocess.run(["dciodvfy", path], capture_output=True, text=True, timeout=60)
+            return {line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")}
+
+        for name, row in rows.items():
+            if row.get("dicom_display_copy"):
+                added = errors(row["dicom_display_copy"]) - errors(row["image"])
+                assert not added, f"{name}: {added}"
+
+
+def test_an_image_with_plane_geometry_gets_its_seg_directly(tmp_path):
+    ds = us_dataset(lesion_image(70, 90))
+    ds.FrameOfReferenceUID, ds.ImageOrientationPatient, ds.ImagePositionPatient = generate_uid(), [1, 0, 0, 0, 1, 0], [0, 0, 0]
+    ds.PixelSpacing, ds.PositionReferenceIndicator = [0.3, 0.3], ""
+    path = save(ds, tmp_path / "planar.dcm")
+    written = DicomResultWriter().write(str(path), lesion_image(70, 90) < 60, tmp_path, "planar", (0.4, 0.6))
+    assert "dicom_display_copy" not in written
+    seg = pydicom.dcmread(written["dicom_seg"])
+    assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [ds.SeriesInstanceUID]
+    assert seg.FrameOfReferenceUID == ds.FrameOfReferenceUID
 
 
 # --- the writer alone -----------------------------------------------------------------------

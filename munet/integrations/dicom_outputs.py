@@ -54,6 +54,11 @@ from munet.errors import BadInputError
 __all__ = [
     "DicomOutputError",
     "DicomResultWriter",
+    "DISPLAY_COPY_MARK",
+    "display_copy",
+    "has_plane_geometry",
+    "label_segmentation",
+    "with_plane_geometry",
     "PRIVATE_SCHEME",
     "bundle_version",
     "class_probability_code",
@@ -74,6 +79,9 @@ logging.getLogger("highdicom").setLevel(logging.WARNING)
 #: Private coding scheme of codes the standard lacks (per-class probabilities other than malignant).
 PRIVATE_SCHEME = "99MUNET"
 ALGORITHM_NAME = "MUNet"
+DISPLAY_COPY_SERIES_NUMBER = 9900
+#: the end of a display copy's Series Description (how the MONAI Label PACS datastore leaves them out)
+DISPLAY_COPY_MARK = "[plane geometry for viewers]"
 SEG_SERIES_NUMBER = 9901
 SR_SERIES_NUMBER = 9902
 # Type 2 attributes highdicom copies from the source (present, may be empty)
@@ -189,6 +197,11 @@ def _header(ds: Any) -> Any:
     from pydicom.uid import UltrasoundImageStorage
 
     header = copy.deepcopy(ds)
+    if has_plane_geometry(header):  # highdicom's Pixel Measures need both (Type 2 in the Image Plane module: may be absent)
+        if not header.get("PixelSpacing"):
+            header.PixelSpacing = _pixel_spacing(header)
+        if not header.get("SliceThickness"):
+            header.SliceThickness = 1.0
     for keyword in _TYPE2:
         if keyword not in header:
             setattr(header, keyword, "")
@@ -198,6 +211,94 @@ def _header(ds: Any) -> Any:
         # and the frame are put back in the references afterwards
         del header.NumberOfFrames
         header.SOPClassUID = UltrasoundImageStorage
+    return header
+
+
+def has_plane_geometry(ds: Any) -> bool:
+    """Whether ``ds`` places its image in a patient frame (what OHIF needs to lay a SEG over it)."""
+    return bool(ds.get("FrameOfReferenceUID") and ds.get("ImageOrientationPatient") and ds.get("ImagePositionPatient"))
+
+
+def display_copy(source: Any, series_uid: str) -> Any:
+    """A copy of the single-frame image ``source`` (with its pixels) that has a plane geometry,
+    in a new series, for viewers to lay the SEG over.
+
+    Why: OHIF 3.10's segmentation mode refuses a SEG whose plane differs from its source image's
+    ("Segmentations orthogonal to the acquisition plane ... not yet supported"), and a scanner's
+    ultrasound image has no plane at all; it cannot be changed in the PACS. The copy has the same
+    pixels and patient/study, Image Type DERIVED\\SECONDARY, a Source Image Sequence naming the
+    original, the geometry of :func:`with_plane_geometry`, and :data:`DISPLAY_COPY_MARK` at the
+    end of its Series Description."""
+    from pydicom import Dataset
+    from pydicom.uid import generate_uid
+
+    if int(source.get("NumberOfFrames", 1) or 1) > 1:
+        raise DicomOutputError(f"{getattr(source, 'filename', '<dataset>')}: a display copy is made for single-frame images only")
+    display = with_plane_geometry(copy.deepcopy(source))
+    original = Dataset()
+    original.ReferencedSOPClassUID = source.SOPClassUID
+    original.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    display.SourceImageSequence = [original]
+    display.DerivationDescription = "copy of the source image with a plane geometry, for viewers to show a SEG over it"
+    display.ImageType = ["DERIVED", "SECONDARY"] + list(source.get("ImageType", ["", ""]))[2:]
+    display.SOPInstanceUID = generate_uid()
+    display.SeriesInstanceUID = series_uid
+    display.SeriesNumber = DISPLAY_COPY_SERIES_NUMBER
+    display.SeriesDescription = f"{str(source.get('SeriesDescription', '') or '')[:34]} {DISPLAY_COPY_MARK}".strip()
+    if hasattr(display, "file_meta"):
+        display.file_meta.MediaStorageSOPInstanceUID = display.SOPInstanceUID
+    return display
+
+
+def _reference_original(seg: Any, source: Any, display: Any) -> None:
+    """A SEG laid over ``display`` is derived from ``source``: each frame's derivation source
+    names the original (OHIF then places it over the copy by geometry), and the Referenced Series
+    Sequence lists the copy, which viewers open, then the original, so that a query from the
+    original finds its SEG."""
+    from pydicom import Dataset
+
+    for path, item in _walk(seg):
+        if path[-2:] == ("DerivationImageSequence", "SourceImageSequence") and item.get("ReferencedSOPInstanceUID") == display.SOPInstanceUID:
+            item.ReferencedSOPClassUID = source.SOPClassUID
+            item.ReferencedSOPInstanceUID = source.SOPInstanceUID
+
+    instance = Dataset()
+    instance.ReferencedSOPClassUID = source.SOPClassUID
+    instance.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    series = Dataset()
+    series.SeriesInstanceUID = source.SeriesInstanceUID
+    series.ReferencedInstanceSequence = [instance]
+    seg.ReferencedSeriesSequence.append(series)
+
+
+def _pixel_spacing(ds: Any) -> List[float]:
+    """(row, column) mm from the ultrasound region's physical deltas; 1 mm where the file gives none."""
+    from munet.data.dicom_reader import ultrasound_region
+
+    _, spacing = ultrasound_region(ds)
+    return [round(float(v), 6) if np.isfinite(v) else 1.0 for v in spacing]
+
+
+def with_plane_geometry(header: Any) -> Any:
+    """``header`` with a plane geometry when it has none, so that the SEG made from it carries one.
+
+    Why: OHIF 3.10's segmentation mode, the one that opens ultrasound, places a SEG by its Plane
+    Position/Orientation and Pixel Measures; a SEG without them (what highdicom rightly writes for
+    an ultrasound image, which has no patient frame) crashes it. The geometry added is the one the
+    image implies: the image plane at the origin, rows down and columns across, pixel spacing
+    from the ultrasound region's physical deltas (1 mm when the file gives none), in a Frame of
+    Reference made for it (derived from the SOP Instance UID: the same image gives the same one).
+    A header that has a Frame of Reference is returned unchanged."""
+    from pydicom.uid import generate_uid
+
+    if header.get("FrameOfReferenceUID") and header.get("ImageOrientationPatient") and header.get("ImagePositionPatient"):
+        return header
+    header.FrameOfReferenceUID = generate_uid(entropy_srcs=[str(header.SOPInstanceUID), "plane"])
+    header.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    header.ImagePositionPatient = [0, 0, 0]
+    header.PixelSpacing = _pixel_spacing(header)
+    header.SliceThickness = 1.0
+    header.PositionReferenceIndicator = ""
     return header
 
 
@@ -216,6 +317,7 @@ def _fix_source_references(dataset: Any, source: Any, frame_number: Optional[int
 class _Series:
     seg_uid: str
     sr_uid: str
+    display_uid: str
     count: int = 0
 
 
@@ -255,12 +357,15 @@ class DicomResultWriter:
     def _next_instance(self, study_uid: str) -> Tuple[_Series, int]:
         from pydicom.uid import generate_uid
 
-        series = self._series.setdefault(study_uid, _Series(generate_uid(), generate_uid()))
+        series = self._series.setdefault(study_uid, _Series(generate_uid(), generate_uid(), generate_uid()))
         series.count += 1
         return series, series.count
 
-    def segmentation(self, source: Any, mask: np.ndarray, summary: str, series_uid: str, number: int) -> Any:
-        """The SEG of ``mask`` (rows x columns, bool) on ``source`` (a pydicom header)."""
+    def segmentation(self, source: Any, mask: np.ndarray, summary: str, series_uid: str, number: int,
+                     manual: bool = False, display: Any = None) -> Any:
+        """The SEG of ``mask`` (rows x columns, bool) on ``source`` (a pydicom header); ``manual``:
+        an annotator's label (segment algorithm type MANUAL, no algorithm named); ``display``:
+        the :func:`display_copy` of ``source`` the SEG is laid over (it references both)."""
         import highdicom as hd
         from pydicom.sr.codedict import codes
         from pydicom.uid import generate_uid
@@ -281,11 +386,11 @@ class DicomResultWriter:
             segment_label="lesion",
             segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
             segmented_property_type=codes.SCT.Lesion,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL if manual else hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=None if manual else algorithm,
         )
         seg = hd.seg.Segmentation(
-            source_images=[_header(source)],
+            source_images=[_header(display) if display is not None else _header(source)],
             pixel_array=mask.astype(bool),
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=[segment],
@@ -299,10 +404,13 @@ class DicomResultWriter:
             device_serial_number=self.device_serial_number,
             content_label="LESION",
             content_description=summary[:64],
-            series_description=f"{ALGORITHM_NAME} lesion segmentation",
+            series_description="Lesion label (annotator)" if manual else f"{ALGORITHM_NAME} lesion segmentation",
         )
         seg.PatientOrientation = source.get("PatientOrientation", "")
-        _fix_source_references(seg, source, frame_number)
+        if display is not None:
+            _reference_original(seg, source, display)
+        else:
+            _fix_source_references(seg, source, frame_number)
         return seg
 
     def report(self, source: Any, seg: Any, probs: Optional[Sequence[float]], area_mm2: Optional[float],
@@ -401,6 +509,8 @@ class DicomResultWriter:
         source = read_dataset(source_path, stop_before_pixels=True)
         study = str(source.get("StudyInstanceUID", ""))
         series, number = self._next_instance(study)
+        single_frame = int(source.get("NumberOfFrames", 1) or 1) == 1
+        display = None if has_plane_geometry(source) or not single_frame else display_copy(read_dataset(source_path), series.display_uid)
         lesion = bool(mask.any())
         summary = f"{ALGORITHM_NAME} {finding or ('lesion' if lesion else 'no lesion')}"
         if probs is not None:
@@ -410,10 +520,31 @@ class DicomResultWriter:
             # highdicom warns about every one-component Patient's Name ("ANON", "SYN-5-0000"),
             # which it copies unchanged from the source: nothing to fix here
             warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
-            seg = self.segmentation(source, mask, summary, series.seg_uid, number)
+            seg = self.segmentation(source, mask, summary, series.seg_uid, number, display=display)
             sr = self.report(source, seg, probs, area_mm2, lesion, series.sr_uid, number, finding, lesion_prob, review)
         seg_path, sr_path = Path(output_dir) / f"{stem}_seg.dcm", Path(output_dir) / f"{stem}_sr.dcm"
         seg.save_as(seg_path, enforce_file_format=True)
         sr.save_as(sr_path, enforce_file_format=True)
-        return {"dicom_seg": str(seg_path), "dicom_sr": str(sr_path), "source_sop_instance_uid": str(source.SOPInstanceUID),
-                "seg_sop_instance_uid": str(seg.SOPInstanceUID), "sr_sop_instance_uid": str(sr.SOPInstanceUID)}
+        written = {"dicom_seg": str(seg_path), "dicom_sr": str(sr_path), "source_sop_instance_uid": str(source.SOPInstanceUID),
+                   "seg_sop_instance_uid": str(seg.SOPInstanceUID), "sr_sop_instance_uid": str(sr.SOPInstanceUID)}
+        if display is not None:
+            display_path = Path(output_dir) / f"{stem}_display.dcm"
+            display.save_as(display_path, enforce_file_format=True)
+            written["dicom_display_copy"] = str(display_path)
+        return written
+
+
+def label_segmentation(source_path: str, mask: np.ndarray, class_name: Optional[str] = None) -> Tuple[Any, Optional[Any]]:
+    """An annotator's label of the DICOM image ``source_path`` as a DICOM SEG (MANUAL segment,
+    its own new series; the class, when given, in the Content Description), and the
+    :func:`display_copy` it is laid over when the image has no plane geometry (else None)."""
+    from pydicom.uid import generate_uid
+
+    source = read_dataset(source_path)
+    single_frame = int(source.get("NumberOfFrames", 1) or 1) == 1
+    display = None if has_plane_geometry(source) or not single_frame else display_copy(source, generate_uid())
+    summary = "Lesion label" + (f"; {class_name}" if class_name else "")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
+        seg = DicomResultWriter().segmentation(source, np.asarray(mask, dtype=bool), summary, generate_uid(), 1, manual=True, display=display)
+    return seg, display

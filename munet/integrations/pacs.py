@@ -36,10 +36,11 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from munet.engines.bundle_folder import REPO_ROOT, run_bundle_command, workflow_argv
+from munet.integrations.dicom_outputs import DISPLAY_COPY_MARK
 
 #: Series of these modalities hold results, not images to segment.
 RESULT_MODALITIES = ("SEG", "SR")
-_STUDY_UID, _SERIES_UID, _MODALITY = "0020000D", "0020000E", "00080060"
+_STUDY_UID, _SERIES_UID, _MODALITY, _SERIES_DESCRIPTION = "0020000D", "0020000E", "00080060", "0008103E"
 
 
 def _value(item: Dict, tag: str) -> str:
@@ -88,7 +89,8 @@ def make_client(url: str):
 
 
 def find_series(client, study_uid: str = "", series_uid: str = "", query: Sequence[str] = ()) -> List[Tuple[str, str, str]]:
-    """``(study UID, series UID, modality)`` of every series to segment, results left out."""
+    """``(study UID, series UID, modality)`` of every series to segment, results left out (SEG,
+    SR, and the display copies a SEG is laid over)."""
     filters: Dict[str, str] = {}
     for pair in query:
         key, sep, value = pair.partition("=")
@@ -99,10 +101,11 @@ def find_series(client, study_uid: str = "", series_uid: str = "", query: Sequen
         filters["SeriesInstanceUID"] = series_uid
     if not (study_uid or filters):
         raise ValueError("give --study_uid, --series_uid or --query KEY=VALUE")
-    fields = ["StudyInstanceUID", "SeriesInstanceUID", "Modality"]
+    fields = ["StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription"]
     found = client.search_for_series(study_instance_uid=study_uid or None, search_filters=filters or None,
                                      fields=fields, get_remaining=True)
-    series = [(_value(item, _STUDY_UID) or study_uid, _value(item, _SERIES_UID), _value(item, _MODALITY)) for item in found]
+    series = [(_value(item, _STUDY_UID) or study_uid, _value(item, _SERIES_UID), _value(item, _MODALITY)) for item in found
+              if not _value(item, _SERIES_DESCRIPTION).endswith(DISPLAY_COPY_MARK)]
     return [s for s in series if s[2].upper() not in RESULT_MODALITIES]
 
 
@@ -129,14 +132,14 @@ def run_inference(bundle_root: Path, images: Path, output_dir: Path, extra: Sequ
 
 
 def store_results(client, rows: Sequence[Dict[str, str]]) -> List[str]:
-    """STOW-RS every SEG and SR of ``rows``; returns the problems (empty when all were stored)."""
+    """STOW-RS every SEG and SR of ``rows`` (and the display copy a SEG is laid over); returns the problems (empty when all were stored)."""
     import pydicom
 
     problems = []
     for row in rows:
         if not row.get("dicom_seg"):
             continue
-        datasets = [pydicom.dcmread(row["dicom_seg"]), pydicom.dcmread(row["dicom_sr"])]
+        datasets = [pydicom.dcmread(row[key]) for key in ("dicom_display_copy", "dicom_seg", "dicom_sr") if row.get(key)]
         try:
             response = client.store_instances(datasets, study_instance_uid=str(datasets[0].StudyInstanceUID))
         except Exception as err:  # HTTP errors: name the image and go on with the others
@@ -144,7 +147,7 @@ def store_results(client, rows: Sequence[Dict[str, str]]) -> List[str]:
             continue
         failed = response.get("FailedSOPSequence") if response is not None else None
         if failed:
-            problems.append(f"{row['image']}: the PACS refused {len(failed)} of 2 objects")
+            problems.append(f"{row['image']}: the PACS refused {len(failed)} of {len(datasets)} objects")
     return problems
 
 

@@ -30,7 +30,9 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 from monailabel.interfaces.tasks.strategy import Strategy
@@ -40,6 +42,7 @@ from monailabel.tasks.activelearning.random import Random
 
 from munet.engines.weights_info import sidecar_path
 from munet.integrations.monailabel_app.checks import RequestError, check_studies_folder, scrub_paths
+from munet.integrations.monailabel_app.dicomweb import DEFAULT_SEARCH_FILTER, PacsDatastore
 from munet.integrations.monailabel_app.infer import INTERACTIVE_WEIGHTS, MUNetInferTask
 from munet.integrations.monailabel_app.train import MUNetTrainTask
 from munet.integrations.monailabel_app.uncertainty import MostUncertain, UncertaintyScoring, record_uncertainty
@@ -73,6 +76,20 @@ class MUNetApp(MONAILabelApp):
             description="MUNet: ultrasound lesion segmentation and benign/malignant classification",
             version=meta.get("version", "0"),
         )
+
+    # -- a PACS as the datastore ----------------------------------------------------------------
+    def init_remote_datastore(self) -> Datastore:
+        """A DICOMweb root: :class:`.dicomweb.PacsDatastore` (an image per ultrasound instance,
+        labels stored as the bundle's DICOM SEG). ``MONAI_LABEL_DICOMWEB_SEARCH_FILTER`` selects
+        the instances (default ``{"Modality": "US"}``, not MONAI Label's CT)."""
+        raw = os.environ.get("MONAI_LABEL_DICOMWEB_SEARCH_FILTER", "").strip()
+        search = json.loads(raw) if raw else DEFAULT_SEARCH_FILTER
+        cache = (settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or "").strip() or None
+        return PacsDatastore(self.studies, cache, search)
+
+    def _download_dcmqi_tools(self) -> None:
+        """Never: labels are written by the bundle's highdicom writer, not dcmqi (MONAI Label
+        downloads dcmqi from the internet at start-up otherwise)."""
 
     # -- models that follow their weights files ---------------------------------------------
     def _weights(self, interactive: bool) -> Path:
