@@ -10,14 +10,11 @@ These tests skip only when that environment could not be installed.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import threading
 import time
@@ -32,29 +29,17 @@ import requests
 from bundle_helpers import REPO_ROOT, TINY, make_tiny_dataset, run_bundle
 from PIL import Image
 from scipy import ndimage
+from servers import MONAILABEL_PYTHON, free_port, running_server, skip_unless_monailabel
 
 from munet.cli.train import make_bundle_folder, recipe_values
 from munet.dataset_tools.demo_dataset import generate_demo_dataset
 from munet.engines.bundle_folder import workflow_argv
 from munet.engines.model_history import entries, history_dir
 
-MONAILABEL_PYTHON = Path(os.environ.get("MONAILABEL_PYTHON", REPO_ROOT / ".venv-monailabel" / "bin" / "python"))
-INSTALL_FAILED = REPO_ROOT / ".venv-monailabel" / "INSTALL_FAILED"
-
 pytestmark = pytest.mark.timeout(1200)
-
-
-def _skip_unless_installed() -> None:
-    if INSTALL_FAILED.is_file():
-        pytest.skip(f"monailabel could not be installed here: {INSTALL_FAILED.read_text().strip()[-300:]}")
-    if not MONAILABEL_PYTHON.is_file():
-        pytest.skip("monailabel is not installed: run `bash scripts/setup_env.sh --with-monailabel`")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_skip_unless_installed = skip_unless_monailabel
+_free_port = free_port
+_running_server = running_server
 
 
 def _bake_configs(bundle: Path) -> None:
@@ -108,42 +93,6 @@ def served(tmp_path_factory) -> Dict:
     with _running_server(studies, bundle, root / "server.log", "--min_validation_images", "2") as url:
         yield {"url": url, "bundle": bundle, "studies": studies, "truth": truth, "log": root / "server.log", "bundle_masks": bundle_masks,
                "weak": weak / "models" / "model.pt", "root": root}
-
-
-@contextlib.contextmanager
-def _running_server(studies: Path, bundle: Path, log_path: Path, *options: str, headers: Dict | None = None):
-    """The real server on ``studies`` serving ``bundle`` (start script options ``options``), up and answering
-    (to ``headers``); stopped after."""
-    port = _free_port()
-    log = open(log_path, "w")
-    process = subprocess.Popen(
-        ["bash", str(REPO_ROOT / "scripts" / "start_monailabel.sh"), str(studies), "--bundle_path", str(bundle), "--port", str(port),
-         *options],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "MONAILABEL_PYTHON": str(MONAILABEL_PYTHON)},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 300
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"server exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
-            try:
-                if requests.get(f"{url}/info/", timeout=5, headers=headers).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.time() > deadline:
-                raise AssertionError(f"server not up after 300 s:\n{log_path.read_text()[-4000:]}")
-            time.sleep(2)
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
 
 
 def _infer(served: Dict, model: str, image_id: str, params: Dict | None = None) -> Tuple[np.ndarray, Dict]:
