@@ -76,14 +76,25 @@ def auth_settings(host: Optional[str] = None, token_file: Optional[str] = None) 
 
 
 class TokenAuth:
-    """ASGI middleware: with a token, a request without ``Authorization: Bearer <token>`` gets 401."""
+    """ASGI middleware: with a token, a request without ``Authorization: Bearer <token>`` gets 401.
 
-    def __init__(self, app: ASGIApp, token: Optional[str]) -> None:
+    ``public_prefix``: static files anyone may GET (the annotation page's HTML, CSS and script,
+    which hold no data; the page then sends the token with each API request). Its ``api/`` stays
+    behind the token."""
+
+    def __init__(self, app: ASGIApp, token: Optional[str], public_prefix: Optional[str] = None) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode() if token else None
+        self.public_prefix = public_prefix
+
+    def _public(self, scope: Scope) -> bool:
+        path = str(scope.get("path", ""))
+        return (self.public_prefix is not None and scope.get("method") in ("GET", "HEAD") and path.startswith(self.public_prefix)
+                and not path.startswith(f"{self.public_prefix}api/") and ".." not in path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.expected is None or scope["type"] not in ("http", "websocket") or scope.get("method") == "OPTIONS":
+        if (self.expected is None or scope["type"] not in ("http", "websocket") or scope.get("method") == "OPTIONS"
+                or self._public(scope)):
             await self.app(scope, receive, send)
             return
         given = dict(scope.get("headers") or []).get(b"authorization", b"")

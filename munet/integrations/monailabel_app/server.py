@@ -61,6 +61,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from munet.integrations.monailabel_app.annotate import PAGE_PATH, install_page
 from munet.integrations.monailabel_app.auth import TokenAuth, auth_settings
 from munet.integrations.monailabel_app.checks import (
     RequestError,
@@ -132,9 +133,13 @@ async def api_save_label(
     background_tasks.add_task(remove_file, label_file)  # after the answer
     logger.info(f"Saving label for {image} (tag {tag}): {checked['shape'][0]}x{checked['shape'][1]}, "
                 f"{checked['lesion_pixels']} lesion pixels; params {info}")
-    label_id = instance.datastore().save_label(image, label_file, tag, info)
+    datastore = instance.datastore()
+    label_id = datastore.save_label(image, label_file, tag, info)
     result = instance.on_save_label(image, label_id) or {}
     result.update({"image": image, "label": label_id})
+    stored = datastore.get_label_info(label_id, tag) or {}
+    if stored.get("seg_sop_instance_uid"):  # a PACS datastore: the SEG it stored and read back
+        result["dicom_seg"] = {k: stored[k] for k in ("seg_sop_instance_uid", "seg_series_instance_uid", "StudyInstanceUID") if k in stored}
     if checked["warnings"]:
         logger.warning(f"label of {image} saved with warnings: {'; '.join(checked['warnings'])}")
         result["warnings"] = checked["warnings"]
@@ -304,10 +309,11 @@ class CheckedRoutes:
 
 
 def install(app: FastAPI) -> FastAPI:
-    """Before the server starts: check the client's token when the server has one (:mod:`.auth`),
+    """Before the server starts: add the annotation page (:mod:`.annotate`), check the client's token when the server has one (:mod:`.auth`),
     guard every route's ids and paths (:class:`.guard.RouteGuard`), route the checked endpoints to
     :data:`checked` (inner middleware: CORS still applies) and add the exception handlers to both apps."""
-    app.user_middleware.append(Middleware(TokenAuth, token=auth_settings()))
+    install_page(app)
+    app.user_middleware.append(Middleware(TokenAuth, token=auth_settings(), public_prefix=f"{PAGE_PATH}/"))
     app.user_middleware.append(Middleware(RouteGuard, app_instance=app_instance, api=_API))
     app.user_middleware.append(Middleware(CheckedRoutes, checked_app=checked))
     for target in (app, checked):
