@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -84,7 +85,7 @@ class PacsDatastore(LocalDatastore):
     def _pacs_error(self, what: str, err: Exception) -> RequestError:
         text = scrub_paths(" ".join(str(err).split()))[:200]
         logger.warning(f"PACS {self.url}: {what} failed: {text}")
-        return RequestError("pacs", f"the PACS ({self.url}) did not answer while {what}: {type(err).__name__}: {text}", 502)
+        return RequestError("pacs", f"the PACS ({self.url}) did not answer while {what} ({type(err).__name__}: {text[:80]})", 502)
 
     def _listing(self) -> Tuple[List[str], List[str]]:
         """(images, annotated images) of the PACS, reused for :data:`LIST_TTL` seconds."""
@@ -139,7 +140,7 @@ class PacsDatastore(LocalDatastore):
         """The cached ``.dcm`` of the instance, fetched from the PACS the first time; "" when the
         PACS has no such image."""
         path = Path(self._datastore.image_path()) / f"{image_id}.dcm"
-        if path.is_file():
+        if path.is_file() and image_id in self._datastore.objects:
             return str(path)
         if image_id not in self._where:
             self._listed = (0.0, [], [])
@@ -150,10 +151,14 @@ class PacsDatastore(LocalDatastore):
             instance = self._client.retrieve_instance(study, series, image_id)
         except Exception as err:  # noqa: BLE001
             raise self._pacs_error(f"fetching image {image_id}", err) from err
-        partial = path.with_suffix(".part")
-        instance.save_as(partial, enforce_file_format=True)
-        os.replace(partial, path)
-        super().add_image(image_id, str(path), {"StudyInstanceUID": study, "SeriesInstanceUID": series})
+        # written outside the cache first: add_image copies the file in (onto itself it would fail)
+        handle, incoming = tempfile.mkstemp(suffix=".dcm", prefix="munet-pacs-")
+        os.close(handle)
+        try:
+            instance.save_as(incoming, enforce_file_format=True)
+            super().add_image(image_id, incoming, {"StudyInstanceUID": study, "SeriesInstanceUID": series})
+        finally:
+            os.unlink(incoming)
         return str(path)
 
     # -- labels -----------------------------------------------------------------------------

@@ -49,6 +49,9 @@ from munet.integrations.monailabel_app.uncertainty import MostUncertain, Uncerta
 
 logger = logging.getLogger(__name__)
 
+#: what MONAI Label 0.8.5 searches a DICOMweb server for when nothing is set
+MONAI_LABEL_DEFAULT_SEARCH_FILTER = {"Modality": "CT"}
+
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[3]
 #: (name, interactive) of the models and trainers
 MODELS = (("munet", False), ("munet_interactive", True))
@@ -81,9 +84,14 @@ class MUNetApp(MONAILabelApp):
     def init_remote_datastore(self) -> Datastore:
         """A DICOMweb root: :class:`.dicomweb.PacsDatastore` (an image per ultrasound instance,
         labels stored as the bundle's DICOM SEG). ``MONAI_LABEL_DICOMWEB_SEARCH_FILTER`` selects
-        the instances (default ``{"Modality": "US"}``, not MONAI Label's CT)."""
-        raw = os.environ.get("MONAI_LABEL_DICOMWEB_SEARCH_FILTER", "").strip()
-        search = json.loads(raw) if raw else DEFAULT_SEARCH_FILTER
+        the instances; MONAI Label's own default, ``{"Modality": "CT"}``, which finds no
+        ultrasound, is taken as unset: ``{"Modality": "US"}``. (MONAI Label's start-up exports
+        every setting, its defaults included, into the environment: the default cannot be told
+        from a value the user gave, and a CT filter has no use in this app.)"""
+        search = dict(settings.MONAI_LABEL_DICOMWEB_SEARCH_FILTER or {})
+        if search in ({}, MONAI_LABEL_DEFAULT_SEARCH_FILTER):
+            logger.info(f"DICOMweb search filter {search} finds no ultrasound: using {DEFAULT_SEARCH_FILTER}")
+            search = DEFAULT_SEARCH_FILTER
         cache = (settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or "").strip() or None
         return PacsDatastore(self.studies, cache, search)
 
