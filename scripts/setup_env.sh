@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv with Python 3.11 and install the bundle's pinned dependencies (runtime + tests).
-# Safe to re-run. Usage: bash scripts/setup_env.sh [--with-monailabel | --with-pacs]
+# Safe to re-run. Usage: bash scripts/setup_env.sh [--with-monailabel | --with-pacs | --with-browser]
 #
 # --with-monailabel also creates .venv-monailabel: the same pinned runtime plus monailabel 0.8.5
 # for the MONAI Label app (munet/integrations/monailabel_app). It is a separate environment because
@@ -15,6 +15,11 @@
 # written to .pacs/INSTALL_FAILED (the Orthanc and dciodvfy tests skip naming it) and the script
 # exits non-zero. The tests start their own Orthanc (scripts/start_orthanc.sh) on free ports; a
 # system service the package may start (port 8042/4242) is neither used nor touched.
+#
+# --with-browser installs Debian's chromium for the annotation page's browser tests (Playwright,
+# from PyPI in requirements-dev.txt, drives it through its executable path: no browser download),
+# with apt-get when missing and the user is root; about a minute. Otherwise the reason is written
+# to .browser/INSTALL_FAILED (those tests skip naming it) and the script exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +50,35 @@ install_pacs() {
   fi
   echo "PACS tools ready: $( (command -v Orthanc || echo /usr/sbin/Orthanc) | head -1), DICOMweb plugin, $(command -v dciodvfy)"
 }
+
+install_browser() {
+  mkdir -p .browser
+  rm -f .browser/INSTALL_FAILED
+  local reason=""
+  if ! command -v chromium >/dev/null; then
+    if [ "$(id -u)" != 0 ]; then
+      reason="not root, so apt-get cannot install chromium; as root run: apt-get install -y chromium"
+    elif ! command -v apt-get >/dev/null; then
+      reason="no apt-get here (not Debian/Ubuntu): install chromium another way"
+    else
+      echo "installing chromium with apt-get (about a minute; log: .browser/install.log)"
+      if ! { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; } > .browser/install.log 2>&1; then
+        reason="apt-get install chromium failed: $(grep -v '^\s*$' .browser/install.log | tail -3 | tr '\n' ' ')"
+      fi
+    fi
+  fi
+  if [ -n "$reason" ]; then
+    echo "$reason" > .browser/INSTALL_FAILED
+    echo "warning: $reason" >&2
+    return 1
+  fi
+  echo "browser ready: $(chromium --version 2>/dev/null | head -1)"
+}
+
+if [ "${1:-}" = "--with-browser" ]; then
+  install_browser
+  exit $?
+fi
 
 if [ "${1:-}" = "--with-pacs" ]; then
   install_pacs
