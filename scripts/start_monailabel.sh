@@ -5,8 +5,9 @@
 # With --token_file every request must send 'Authorization: Bearer <token>'; a --host other than
 # 127.0.0.1 needs one (munet/integrations/monailabel_app/auth.py).
 # STUDIES_DIR holds the images (PNG, JPEG or DICOM); labels are saved under STUDIES_DIR/labels/final.
-# STUDIES_DIR may instead be a PACS's DICOMweb root (http(s)://...): MONAI Label's DICOMweb
-# datastore, configured by its MONAI_LABEL_DICOMWEB_* variables (docs/dicom.md, untested here).
+# STUDIES_DIR may instead be a PACS's DICOMweb root (http(s)://...): the app's PACS datastore (an
+# image per US instance, labels stored as DICOM SEG; munet/integrations/monailabel_app/dicomweb.py).
+# The annotation page: http://HOST:PORT/annotate/
 # Needs the optional extra: bash scripts/setup_env.sh --with-monailabel (creates .venv-monailabel).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"

@@ -680,6 +680,14 @@ def test_with_a_token_every_route_needs_it(served, tmp_path):
                 assert response.headers.get("www-authenticate", "").startswith("Bearer")
             response = requests.request(method, f"{url}{concrete}", headers=good, params=traversal, timeout=60)
             assert response.status_code != 401, f"{method} {path} with the token: {response.status_code} {response.text[:300]}"
+        # the annotation page's static files hold no data and load without the token (the page then
+        # asks for it); its API does not, nor does a path that climbs out of the page's folder
+        assert ("GET", "/annotate/api/images") in routes
+        for public in ("/annotate/", "/annotate/annotate.js", "/annotate/index.html"):
+            assert requests.get(f"{url}{public}", timeout=30).status_code == 200, public
+        for private in ("/annotate/api/images", "/annotate/api/image?image=x", "/annotate/../info/", "/annotate/%2e%2e/info/"):
+            assert requests.get(f"{url}{private}", timeout=30).status_code in (401, 404), private
+        assert requests.post(f"{url}/annotate/", timeout=30).status_code == 401
         # and the work itself goes through with the token
         image_id = next(i for i in served["truth"] if i.startswith("case_"))
         assert requests.get(f"{url}/datastore/", params={"output": "all"}, headers=good, timeout=30).status_code == 200

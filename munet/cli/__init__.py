@@ -108,8 +108,9 @@ def infer(inputs: str, bundle: str = ".", output_dir: str = "", interactive: boo
 
 def serve(studies: str, bundle: str = ".", host: str = "127.0.0.1", port: int = 8000, min_validation_images: int = 10,
           token_file: str = "") -> None:
-    """Start the MONAI Label server on ``studies`` (a folder of images, or a DICOMweb root) serving
-    the bundle folder (needs ``bash scripts/setup_env.sh --with-monailabel``). A server-side training
+    """Start the MONAI Label server on ``studies`` (a folder of images, or a DICOMweb root: labels
+    are then stored in the PACS as DICOM SEG) serving the bundle folder (needs ``bash
+    scripts/setup_env.sh --with-monailabel``); annotate at ``http://<host>:<port>/annotate/``. A server-side training
     publishes new weights only when validated on at least ``--min_validation_images`` labelled images.
     With ``--token_file`` every request must send ``Authorization: Bearer <token>``; a ``--host``
     other than 127.0.0.1 needs one."""
