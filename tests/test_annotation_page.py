@@ -370,6 +370,8 @@ def _segs_of(client, study: str) -> list:
 
 
 def test_a_saved_label_is_a_seg_in_the_pacs_and_ohif_draws_it(browser, pacs):
+    log = (pacs["root"] / "server.log").read_text()
+    assert "instances matching {'Modality': 'US'}" in log and "dcmqi" not in log.lower()  # ultrasound, and no download
     listed = requests.get(f"{pacs['url']}/annotate/api/images", timeout=60).json()
     assert sorted(i["id"] for i in listed["images"]) == sorted(pacs["cases"])  # US instances, no display copies, no SEG
     for sop_uid, case in pacs["cases"].items():
