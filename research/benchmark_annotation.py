@@ -139,8 +139,9 @@ def main(bundle: str, datalist: str, images: int = 5, clicks: int = 3, output: s
             with running_server(orthanc.dicomweb, bundle_path, work / "server.log", env=env) as url, sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
                                                      args=["--no-sandbox", "--disable-background-networking", "--disable-component-update"])
-                page = browser.new_page(viewport={"width": 1280, "height": 800})
                 for n, (uid, case) in enumerate(cases.items(), 1):
+                    # a page per image: a second goto to the same page with a new #hash only changes the hash, no reload
+                    page = browser.new_page(viewport={"width": 1280, "height": 800})
                     page.goto(f"{url}/annotate/#{uid}")
                     page.wait_for_function(f"state.id === {json.dumps(uid)} && !state.busy", timeout=300000)
                     start = time.perf_counter()
@@ -170,6 +171,7 @@ def main(bundle: str, datalist: str, images: int = 5, clicks: int = 3, output: s
                     done = ", ".join(f"{s:.2f}" for s in timings["page_click"][-clicks:])
                     print(f"[{n}/{len(cases)}] {case['name']}: auto {timings['page_auto'][-1]:.2f} s, clicks {done} s, "
                           f"save {timings['page_save'][-1]:.2f} s", flush=True)
+                    page.close()
                 browser.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
