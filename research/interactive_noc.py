@@ -1,6 +1,8 @@
 """Clicks to a good mask: NoC@85 / NoC@90 of the interactive model, the standard protocol.
 
-For each lesion image of a split: start from the automatic model's mask (click 0); then, until
+For each lesion image of a split: start from the automatic model's mask (click 0; without
+``--auto_bundle``, the interactive model's own mask with no clicks, which it is trained to give
+as well: a session that could train only one of the two models); then, until
 20 clicks, put one simulated click at the centre (the deepest point, by distance transform) of
 the largest connected error region of the current mask: a foreground click where lesion was
 missed, a background click where background was marked; the interactive model predicts again
@@ -12,8 +14,8 @@ folder's configs: its preprocessing, test-time views and postprocessing), so the
 served ones. Run it in the MONAI Label environment:
 
     PYTHONPATH=munet/integrations/monailabel_app/compat:. .venv-monailabel/bin/python -m research.interactive_noc \\
-        --auto_bundle runs/model --interactive_bundle runs/model_interactive --datalist DATA/datalist.json \\
-        --output docs/results/interactive_noc.json [--split test] [--limit 0]
+        --interactive_bundle runs/model_interactive --datalist DATA/datalist.json \\
+        --output docs/results/interactive_noc.json [--auto_bundle runs/model] [--split test] [--limit 0]
 """
 
 from __future__ import annotations
@@ -76,8 +78,8 @@ def _predict(task, image: str, clicks: Optional[Dict[str, List[List[int]]]] = No
 
 
 def evaluate_image(auto, interactive, image: str, truth: np.ndarray) -> Dict:
-    """IoU and Dice after each click (index 0: the automatic mask)."""
-    mask, _ = _predict(auto, image)
+    """IoU and Dice after each click (index 0: the automatic mask; ``auto`` None: the interactive model's, no clicks)."""
+    mask, _ = _predict(auto or interactive, image)
     ious, dices, seconds = [iou(mask, truth)], [dice(mask, truth)], []
     clicks: Dict[str, List[List[int]]] = {"foreground": [], "background": []}
     while len(ious) <= MAX_CLICKS and (ious[-1] < max(TARGETS) or len(ious) <= max(DICE_AFTER)):
@@ -99,7 +101,7 @@ def noc(ious: List[float], target: float) -> int:
     return next((k for k, value in enumerate(ious) if value >= target), MAX_CLICKS)
 
 
-def main(auto_bundle: str, interactive_bundle: str, datalist: str, output: str, split: str = "test", limit: int = 0,
+def main(interactive_bundle: str, datalist: str, output: str, auto_bundle: str = "", split: str = "test", limit: int = 0,
          trained_at: str = "") -> Dict:
     from munet.data.loading import load_image
 
@@ -107,7 +109,7 @@ def main(auto_bundle: str, interactive_bundle: str, datalist: str, output: str, 
     items = [i for i in json.loads(Path(datalist).read_text())[split] if i.get("label")]
     items = [i for i in items if (np.asarray(load_image(str(root / i["label"]), mask=True)) > 0).any()]  # lesion images
     items = items[:limit] if limit else items
-    auto, interactive = _task(auto_bundle, False), _task(interactive_bundle, True)
+    auto, interactive = (_task(auto_bundle, False) if auto_bundle else None), _task(interactive_bundle, True)
     per_image = {}
     start = time.time()
     for n, item in enumerate(items, 1):
@@ -125,7 +127,8 @@ def main(auto_bundle: str, interactive_bundle: str, datalist: str, output: str, 
     seconds = [r["seconds_per_click"] for r in per_image.values() if r["seconds_per_click"] is not None]
     summary["seconds_per_click_mean"] = float(np.mean(seconds)) if seconds else None
     result = {"split": split, "images": len(per_image), "max_clicks": MAX_CLICKS, "summary": summary,
-              "auto_bundle": str(auto_bundle), "interactive_bundle": str(interactive_bundle), "trained_at": trained_at,
+              "click_0": "automatic model" if auto_bundle else "interactive model, no clicks",
+              "auto_bundle": str(auto_bundle) or None, "interactive_bundle": str(interactive_bundle), "trained_at": trained_at,
               "per_image": per_image}
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_text(json.dumps(result, indent=1))
