@@ -9,6 +9,9 @@ every image under one threshold hid hard lesions (9 of 98 held-out BUSI lesion i
 - ``p >= uncertain_below``: "lesion" with its mask ("uncertain" when the mask is empty: the
   presence head saw a lesion the segmentation did not draw).
 
+An annotator's foreground click (the interactive model) says there is a lesion: the finding is
+then "lesion" with the mask, whatever ``p`` ("uncertain" if the mask is still empty).
+
 With ``uncertain_below`` unset (None) the finding is two-way, as before: "lesion" when the
 (gated) mask has a lesion pixel. A model without a presence head reports from its mask alone.
 
@@ -27,9 +30,11 @@ FINDINGS = (LESION, UNCERTAIN, NO_LESION)
 
 
 def image_finding(has_lesion_pixels: bool, lesion_prob: Optional[float] = None, no_lesion_below: Optional[float] = None,
-                  uncertain_below: Optional[float] = None) -> str:
+                  uncertain_below: Optional[float] = None, lesion_clicked: bool = False) -> str:
     """The finding for an image whose (already gated) mask ``has_lesion_pixels``, given the presence
-    probability and the two thresholds (see the module's rules)."""
+    probability, the two thresholds and whether an annotator clicked on a lesion (the module's rules)."""
+    if lesion_clicked:
+        return LESION if has_lesion_pixels else UNCERTAIN
     if lesion_prob is None or uncertain_below is None:
         return LESION if has_lesion_pixels else NO_LESION
     if no_lesion_below is not None and lesion_prob < no_lesion_below:

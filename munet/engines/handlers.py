@@ -24,7 +24,7 @@ from munet.data.image_size import image_size_warning
 from munet.engines.finding import class_call, image_finding
 from munet.engines.inferer import VIEW_AGREEMENT_KEY
 from munet.engines.metrics import MUNetMetrics
-from munet.engines.postprocessing import CLASS_PROB_KEY, LESION_PROB_KEY
+from munet.engines.postprocessing import CLASS_PROB_KEY, LESION_CLICKED_KEY, LESION_PROB_KEY
 from munet.engines.review import review_reasons
 
 __all__ = ["TrainingProgress", "MetricsWriter", "PredictionWriter"]
@@ -262,7 +262,8 @@ class PredictionWriter:
         if LESION_PROB_KEY in sample:  # a presence head: its decision, and the probability behind it
             row["lesion_prob"] = round(float(sample[LESION_PROB_KEY]), 6)
         lesion_prob = float(sample[LESION_PROB_KEY]) if LESION_PROB_KEY in sample else None
-        finding = image_finding(bool(mask.any()), lesion_prob, self.presence_threshold, self.presence_uncertain_below)
+        finding = image_finding(bool(mask.any()), lesion_prob, self.presence_threshold, self.presence_uncertain_below,
+                                lesion_clicked=bool(sample.get(LESION_CLICKED_KEY, False)))
         row["finding"] = finding
         size_warning = image_size_warning(*mask.shape, self.image_size)
         if size_warning:

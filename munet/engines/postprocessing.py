@@ -9,16 +9,20 @@ import torch.nn.functional as F
 from monai.data import MetaTensor
 from monai.transforms import Transform
 
+from munet.data.guidance import GUIDANCE_CHANNELS
 from munet.data.preprocessing import ORIGINAL_LABEL_KEY
 from munet.engines.inferer import VIEW_AGREEMENT_KEY
 from munet.networks.munet import BRANCH_PREFIX, CLASS_KEY, MASK_KEY, PRESENCE_KEY
 
-__all__ = ["SplitOutputd", "CLASS_PROB_KEY", "CLASS_LABEL_KEY", "LESION_PROB_KEY", "branch_pred_key", "gate_by_presence"]
+__all__ = ["SplitOutputd", "CLASS_PROB_KEY", "CLASS_LABEL_KEY", "LESION_PROB_KEY", "LESION_CLICKED_KEY", "branch_pred_key", "gate_by_presence",
+           "has_foreground_click"]
 
 CLASS_PROB_KEY = "class_prob"
 CLASS_LABEL_KEY = "class_label"
 #: probability that the image holds a lesion (networks with a presence head)
 LESION_PROB_KEY = "lesion_prob"
+#: True where an annotator's foreground click kept the mask from the presence gate
+LESION_CLICKED_KEY = "lesion_clicked"
 
 
 def gate_by_presence(mask: torch.Tensor, lesion_prob: float, threshold: Optional[float]) -> torch.Tensor:
@@ -29,6 +33,12 @@ def gate_by_presence(mask: torch.Tensor, lesion_prob: float, threshold: Optional
     if threshold is None or lesion_prob >= threshold:
         return mask
     return torch.zeros_like(mask)
+
+
+def has_foreground_click(image: Any) -> bool:
+    """Whether an interactive network's input (channels: image, foreground clicks, background
+    clicks; :mod:`munet.data.guidance`) holds a foreground click: a blob of peak 1."""
+    return bool((torch.as_tensor(image)[-GUIDANCE_CHANNELS] > 0.5).any())
 
 
 def branch_pred_key(branch: str) -> str:
@@ -46,16 +56,20 @@ class SplitOutputd(Transform):
     gives ``lesion_prob``; below ``presence_threshold`` the best mask (and every branch mask) is
     emptied: the model's "no lesion" answer. ``class_temperature`` and ``presence_temperature``
     divide the heads' logits first (:mod:`munet.engines.calibration`; 1.0 leaves them as they are).
+    With ``guidance`` (an interactive network: the image's last two channels are the click maps),
+    an image with a foreground click is never emptied by the gate: the annotator has said where
+    the lesion is, and emptying the mask would undo the click.
     """
 
     def __init__(self, with_branches: bool = True, presence_threshold: Optional[float] = 0.5, class_temperature: float = 1.0,
-                 presence_temperature: float = 1.0) -> None:
+                 presence_temperature: float = 1.0, guidance: bool = False) -> None:
         if class_temperature <= 0 or presence_temperature <= 0:
             raise ValueError(f"temperatures must be positive, got class {class_temperature}, presence {presence_temperature}")
         self.with_branches = with_branches
         self.presence_threshold = presence_threshold
         self.class_temperature = float(class_temperature)
         self.presence_temperature = float(presence_temperature)
+        self.guidance = bool(guidance)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> Dict[Hashable, Any]:
         d = dict(data)
@@ -64,10 +78,14 @@ class SplitOutputd(Transform):
             pred = {MASK_KEY: pred}
         best = pred[MASK_KEY]
         lesion_prob: Optional[float] = None
+        clicked = self.guidance and has_foreground_click(d["image"])
+        threshold = None if clicked else self.presence_threshold
+        if self.guidance:
+            d[LESION_CLICKED_KEY] = clicked
         if PRESENCE_KEY in pred:
             lesion_prob = float(torch.sigmoid(pred[PRESENCE_KEY].float() / self.presence_temperature).reshape(-1)[0])
             d[LESION_PROB_KEY] = lesion_prob
-            best = gate_by_presence(best, lesion_prob, self.presence_threshold)
+            best = gate_by_presence(best, lesion_prob, threshold)
         # the network ran on a plain tensor (no MetaTensor dispatch cost); Invertd takes the
         # transforms to undo from ``image`` but only inverts MetaTensor predictions
         d["pred"] = MetaTensor(best) if not isinstance(best, MetaTensor) else best
@@ -81,7 +99,7 @@ class SplitOutputd(Transform):
                 if key.startswith(BRANCH_PREFIX):
                     prob = torch.sigmoid(logits.float())[None]
                     prob = F.interpolate(prob, size=size, mode="bilinear", align_corners=False)[0]
-                    prob = prob if lesion_prob is None else gate_by_presence(prob, lesion_prob, self.presence_threshold)
+                    prob = prob if lesion_prob is None else gate_by_presence(prob, lesion_prob, threshold)
                     d[branch_pred_key(key)] = MetaTensor(prob)
         label = d.get("label")
         if isinstance(label, Mapping):

@@ -41,7 +41,8 @@ def result_json(class_prob: Any, class_names: Sequence[str], lesion_pixels: int,
     ``review_reasons`` (:mod:`munet.engines.review`), and ``warnings`` about the image (its size,
     :func:`munet.data.image_size.image_size_warning`)."""
     probs = [float(p) for p in torch.as_tensor(class_prob).flatten()]
-    finding = image_finding(lesion_pixels > 0, None if lesion_prob is None else float(lesion_prob), *presence_thresholds)
+    finding = image_finding(lesion_pixels > 0, None if lesion_prob is None else float(lesion_prob), *presence_thresholds,
+                            lesion_clicked=int(clicks.get("foreground", 0)) > 0)
     called = class_call(finding) and bool(probs)
     result = {
         "finding": finding,
