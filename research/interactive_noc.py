@@ -47,13 +47,21 @@ def dice(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 def next_click(pred: np.ndarray, truth: np.ndarray) -> Optional[Tuple[str, List[int]]]:
-    """("foreground" | "background", [x, y]) at the centre of the largest connected error region."""
-    errors, count = ndimage.label(pred != truth)
-    if count == 0:
+    """("foreground" | "background", [x, y]) at the centre of the largest connected error region.
+
+    Missed lesion and false lesion are labelled apart: where a mask's edge crosses the truth's,
+    the two touch, and one label over ``pred != truth`` would merge them into one region.
+    """
+    best: Optional[np.ndarray] = None
+    for error in (truth & ~pred, pred & ~truth):
+        regions, count = ndimage.label(error)
+        if count:
+            sizes = ndimage.sum(np.ones_like(regions), regions, index=range(1, count + 1))
+            region = regions == (int(np.argmax(sizes)) + 1)
+            best = region if best is None or region.sum() > best.sum() else best
+    if best is None:
         return None
-    sizes = ndimage.sum(np.ones_like(errors), errors, index=range(1, count + 1))
-    region = errors == (int(np.argmax(sizes)) + 1)
-    depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    depth = ndimage.distance_transform_edt(np.pad(best, 1))[1:-1, 1:-1]
     row, col = np.unravel_index(int(depth.argmax()), depth.shape)
     return ("foreground" if truth[row, col] else "background"), [int(col), int(row)]
 

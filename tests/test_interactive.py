@@ -91,6 +91,22 @@ class _EmptyMask(torch.nn.Module):
         return {"mask": torch.zeros(x.shape[0], 1, *x.shape[2:])}
 
 
+def test_noc_clicks_the_largest_error_region_not_a_merged_one():
+    """The NoC protocol's click: a missed strip and a false strip that touch where the edges cross
+    are two regions; the larger one (the false strip here) gets the click, at its centre."""
+    from research.interactive_noc import next_click
+
+    truth = np.zeros((40, 40), dtype=bool)
+    truth[10:30, 10:30] = True
+    pred = truth.copy()
+    pred[10:30, 10:14] = False  # missed: 4 x 20 = 80 pixels
+    pred[14:30, 30:36] = True  # false: 6 x 16 = 96 pixels, apart
+    pred[30:33, 10:30] = True  # false: 3 x 20 = 60 pixels, touching the missed strip (merged: 140)
+    kind, (x, y) = next_click(pred, truth)
+    assert kind == "background" and 30 <= x < 36 and 14 <= y < 30
+    assert next_click(truth, truth) is None
+
+
 def test_interaction_adds_a_foreground_click_where_the_model_misses():
     image = torch.zeros(2, 3, 32, 32)
     label = torch.zeros(2, 1, 32, 32)
