@@ -45,6 +45,9 @@ def test_munet_train_writes_what_it_fitted_on_validation(tmp_path):
     assert set(train["review_rule"]) == {"min_view_agreement", "class_margin"}
     record = json.loads((bundle / "train_record.json").read_text())
     assert record["validation_fit"]["summary"]["normal_images"] == 4 and record["validation_fit"]["skipped"] == {}
+    # the minutes name what they were measured on (an AVX2 and an AVX512-BF16 CPU differ several-fold)
+    assert record["trained_on"]["precision"] in ("fp32", "bf16") and record["trained_on"]["threads"] >= 1
+    assert record["trained_on"]["compute"].startswith(("CPU ", "GPU ")) and record["trained_on"]["compute"] in trained.stdout
 
 
 def _case(dice, prob_malignant, cls, lesion_prob=0.9, agreement=1.0):

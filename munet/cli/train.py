@@ -84,6 +84,18 @@ def presence_summary(lesion_p: List[float], normal_p: List[float], threshold: fl
             "normal_specificity": sum(p < threshold for p in normal_p) / len(normal_p) if normal_p else None}
 
 
+def trained_on(precision: str) -> Dict[str, Any]:
+    """What a training time was measured on (compute, resolved precision, threads): minutes from
+    an AVX2 and an AVX512-BF16 CPU differ several-fold and mean nothing without it."""
+    import torch
+
+    from munet.cli.benchmark import capability
+    from munet.engines.inferer import resolve_precision
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return {"compute": capability(), "precision": resolve_precision(precision, device), "threads": torch.get_num_threads()}
+
+
 def train_bundle(output_dir: str, dataset_dir: Optional[str] = None, datalist: Optional[str] = None,
                  busi_dir: Optional[str] = None, recipe: str = "recommended", seed: int = 0, tracking: str = "mlflow",
                  tracking_uri: Optional[str] = None, resume: bool = False,
@@ -120,8 +132,11 @@ def train_bundle(output_dir: str, dataset_dir: Optional[str] = None, datalist: O
         args += ["--tracking", "mlflow"] + (["--tracking_uri", tracking_uri] if tracking_uri else [])
     seconds = run_bundle_command(args, log)
     weights = root / "models" / ("model_interactive.pt" if interactive else "model.pt")
-    print(f"[munet train] trained in {seconds / 60:.1f} min: {weights}", flush=True)
-    record: Dict[str, Any] = {"bundle": str(root), "recipe": recipe, "interactive": interactive, "train_seconds": round(seconds, 1)}
+    machine = trained_on(str(values.get("precision", "auto")))
+    print(f"[munet train] trained in {seconds / 60:.1f} min ({machine['compute']}, {machine['precision']}, "
+          f"{machine['threads']} threads): {weights}", flush=True)
+    record: Dict[str, Any] = {"bundle": str(root), "recipe": recipe, "interactive": interactive, "train_seconds": round(seconds, 1),
+                              "trained_on": machine}
     if fit_validation and not interactive:
         fit = fit_on_validation(root, data, data_list)
         record["validation_fit"] = {k: fit[k] for k in ("summary", "skipped")}
