@@ -15,7 +15,8 @@ served ones. Run it in the MONAI Label environment:
 
     PYTHONPATH=munet/integrations/monailabel_app/compat:. .venv-monailabel/bin/python -m research.interactive_noc \\
         --interactive_bundle runs/model_interactive --datalist DATA/datalist.json \\
-        --output docs/results/interactive_noc.json [--auto_bundle runs/model] [--split test] [--limit 0]
+        --output docs/results/interactive_noc.json [--auto_bundle runs/model] [--split test] [--limit 0] \\
+        [--results_md docs/results.md]
 """
 
 from __future__ import annotations
@@ -109,8 +110,50 @@ def noc(ious: List[float], target: float) -> int:
     return next((k for k, value in enumerate(ious) if value >= target), MAX_CLICKS)
 
 
+SECTION = "## Interactive model: clicks to a good mask"
+
+
+def _training(bundle: str, record_name: str) -> str:
+    """"N min (compute, precision, threads)" from a bundle's training record, or "" without one."""
+    path = Path(bundle) / record_name
+    if not path.is_file():
+        return ""
+    record = json.loads(path.read_text())
+    machine = record.get("trained_on")
+    where = f" ({machine['compute']}, {machine['precision']}, {machine['threads']} threads)" if machine else ""
+    return f"{record['train_seconds'] / 60:.1f} min{where}"
+
+
+def section(result: Dict, command: str) -> str:
+    """The results.md section of a run: the table, the aim, how it was made."""
+    import torch
+
+    from munet.cli.benchmark import capability
+
+    s, cap = result["summary"], result["max_clicks"]
+    trained = _training(result["interactive_bundle"], "train_interactive_record.json")
+    auto = _training(result["auto_bundle"], "train_record.json") if result["auto_bundle"] else ""
+    lines = [SECTION, "",
+             f"Made by `{command}`, on {capability()}, {torch.get_num_threads()} threads. "
+             f"Test split: {result['images']} lesion images. Each simulated click goes to "
+             "the centre (deepest point) of the largest connected error region of the current mask, missed lesion and false "
+             "lesion counted apart: a foreground click on a miss, a background click on a false mark; the interactive model then "
+             f"predicts again with all clicks so far, as the MONAI Label server serves it. Click 0: the {result['click_0']}."
+             f" NoC@k: clicks to IoU >= k, {cap} for an image that never gets there (counted as failed).", "",
+             "| images | NoC@85 | NoC@90 | failed@85 | failed@90 | Dice, click 0 | after 1 click | after 3 | after 5 | s per click |",
+             "|---|---|---|---|---|---|---|---|---|---|",
+             f"| {result['images']} | {s['NoC@85']:.2f} | {s['NoC@90']:.2f} | {s['failed@85']} | {s['failed@90']} | {s['dice_auto']:.3f} | "
+             f"{s['dice_after_1']:.3f} | {s['dice_after_3']:.3f} | {s['dice_after_5']:.3f} | {s['seconds_per_click_mean']:.2f} |", "",
+             f"Aim (issue #30): NoC@90 <= 3: {'met' if s['NoC@90'] <= 3 else 'missed'}. Interactive model: `munet train --busi_dir "
+             f"BUSI --output_dir runs/model_interactive --interactive True`"
+             + (f", trained in {trained}" if trained else "") + (f" at commit {result['trained_at']}" if result["trained_at"] else "")
+             + (f"; automatic model: `munet train --busi_dir BUSI --output_dir runs/model`, trained in {auto}" if auto else "")
+             + ". Per image IoU and Dice after each click: `results/interactive_noc.json`."]
+    return "\n".join(lines) + "\n"
+
+
 def main(interactive_bundle: str, datalist: str, output: str, auto_bundle: str = "", split: str = "test", limit: int = 0,
-         trained_at: str = "") -> Dict:
+         trained_at: str = "", results_md: str = "") -> Dict:
     from munet.data.loading import load_image
 
     root = Path(datalist).resolve().parent
@@ -135,12 +178,18 @@ def main(interactive_bundle: str, datalist: str, output: str, auto_bundle: str =
     seconds = [r["seconds_per_click"] for r in per_image.values() if r["seconds_per_click"] is not None]
     summary["seconds_per_click_mean"] = float(np.mean(seconds)) if seconds else None
     result = {"split": split, "images": len(per_image), "max_clicks": MAX_CLICKS, "summary": summary,
-              "click_0": "automatic model" if auto_bundle else "interactive model, no clicks",
+              "click_0": "automatic model's mask" if auto_bundle else "interactive model's mask without clicks",
               "auto_bundle": str(auto_bundle) or None, "interactive_bundle": str(interactive_bundle), "trained_at": trained_at,
               "per_image": per_image}
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_text(json.dumps(result, indent=1))
     print(json.dumps(summary, indent=1))
+    if results_md:
+        from research.recommended_study import write_section
+
+        command = ("python -m research.interactive_noc --interactive_bundle runs/model_interactive --datalist DATA/datalist.json"
+                   + (" --auto_bundle runs/model" if auto_bundle else "") + f" --split {split}")
+        write_section(Path(results_md), section(result, command), SECTION)
     return summary
 
 

@@ -277,12 +277,12 @@ def threshold_rule_table(records: List[Dict]) -> List[str]:
     return lines
 
 
-def write_section(results_md: Path, section: str) -> None:
-    """Put ``section`` into results.md: replace an earlier "Recommended model" section, else insert it before Table I."""
+def write_section(results_md: Path, section: str, heading: str = SECTION) -> None:
+    """Put ``section`` into results.md: replace an earlier section under ``heading``, else insert it before Table I."""
     text = results_md.read_text() if results_md.is_file() else "# Results on BUSI (breast ultrasound)\n\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        end = text.find("\n## ", start + len(SECTION))
+    if heading in text:
+        start = text.index(heading)
+        end = text.find("\n## ", start + len(heading))
         text = text[:start] + section.rstrip() + "\n" + (text[end:] if end >= 0 else "")
     elif "## Table I" in text:
         at = text.index("## Table I")
