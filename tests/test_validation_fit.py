@@ -48,6 +48,9 @@ def test_munet_train_writes_what_it_fitted_on_validation(tmp_path):
     # the minutes name what they were measured on (an AVX2 and an AVX512-BF16 CPU differ several-fold)
     assert record["trained_on"]["precision"] in ("fp32", "bf16") and record["trained_on"]["threads"] >= 1
     assert record["trained_on"]["compute"].startswith(("CPU ", "GPU ")) and record["trained_on"]["compute"] in trained.stdout
+    # and which code made the weights: this checkout's commit (CI runs on a git clone)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    assert record["code"]["commit"].split("-")[0] == head, record["code"]
 
 
 def _case(dice, prob_malignant, cls, lesion_prob=0.9, agreement=1.0):

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from munet.cli.validation_fit import fit_on_validation
 from munet.engines.bundle_folder import REPO_ROOT, run_bundle_command, workflow_argv
+from munet.utils.code_version import code_version
 
 __all__ = ["RECIPES", "recipe_values", "make_bundle_folder", "write_train_values", "train_bundle", "validation_presence_probs", "presence_summary"]
 
@@ -136,7 +137,7 @@ def train_bundle(output_dir: str, dataset_dir: Optional[str] = None, datalist: O
     print(f"[munet train] trained in {seconds / 60:.1f} min ({machine['compute']}, {machine['precision']}, "
           f"{machine['threads']} threads): {weights}", flush=True)
     record: Dict[str, Any] = {"bundle": str(root), "recipe": recipe, "interactive": interactive, "train_seconds": round(seconds, 1),
-                              "trained_on": machine}
+                              "trained_on": machine, "code": code_version()}
     if fit_validation and not interactive:
         fit = fit_on_validation(root, data, data_list)
         record["validation_fit"] = {k: fit[k] for k in ("summary", "skipped")}
