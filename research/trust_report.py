@@ -11,7 +11,9 @@
 3. Reports on the test split: ECE before and after (MONAI's CalibrationErrorMetric), lesion images
    called "no lesion" with a 95 % Clopper-Pearson interval, false positives on normals counting
    "uncertain" as a mark, served Dice against Dice without the gate, and the review flag's
-   risk-coverage table; reliability diagrams as PNG next to ``--output``.
+   risk-coverage table (the rule chosen on validation under each budget of ``BUDGETS``);
+   reliability diagrams as PNG next to ``--output``. Each ECE comes with the ECE a calibrated model
+   with the same probabilities would show on as many images (its floor, and a p-value).
 ``--write_values True`` writes the fitted values into the bundle's configs/train.json, as
 ``munet train`` does.
 """
@@ -27,12 +29,14 @@ import numpy as np
 
 from munet.cli.train import write_train_values
 from munet.cli.validation_fit import calibrated, evaluate_split, fit_on_validation
-from munet.engines.calibration import apply_temperature, expected_calibration_error
-from munet.engines.review import case_findings, risk_coverage
+from munet.engines.calibration import apply_temperature, ece_if_calibrated, expected_calibration_error
+from munet.engines.review import case_findings, choose_review_settings, risk_coverage
 from research.study_common import git_commit
 
 #: the aims of issue #31 the report checks
 MAX_HIDDEN, MAX_NORMAL_MARKED, MAX_FLAGGED = 0.02, 0.15, 0.20
+#: review budgets of the risk-coverage table: the rule is chosen on validation under each
+BUDGETS = (0.05, 0.10, 0.15, 0.20)
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> Tuple[float, float]:
@@ -57,6 +61,24 @@ def outcome(cases: List[Dict], normals: List[Dict], thresholds: Tuple[Optional[f
             "uncertain_lesion_images": sum(f == "uncertain" for f in findings),
             "normal_images": len(normals), "normal_fpr": float(np.mean([f != "no lesion" for f in normal_findings])) if normals else None,
             "served_dice": float(np.mean(served)), "dice_without_gate": float(np.mean([c["dice"] for c in cases]))}
+
+
+def ece_with_floor(probs: Sequence[float], labels: Sequence[int]) -> Dict:
+    """MONAI's ECE and what a calibrated model with the same probabilities would show on as many images."""
+    ece = expected_calibration_error(probs, labels)
+    return {"ece": ece, "if_calibrated": ece_if_calibrated(probs, observed=ece)}
+
+
+def review_by_budget(val_lesions: List[Dict], val_normals: List[Dict], test: List[Dict], test_normals: List[Dict],
+                     no_lesion_below: float) -> List[Dict]:
+    """The risk-coverage table: per review budget, the upper presence threshold and review rule
+    chosen on the (calibrated) validation rows under it, measured on the (calibrated) test rows."""
+    rows = []
+    for budget in BUDGETS:
+        upper, rule = choose_review_settings(val_lesions, val_normals, no_lesion_below, max_flagged=budget)
+        rows.append({"budget": budget, "presence_uncertain_below": upper, "review_rule": rule,
+                     **risk_coverage(test, test_normals, (no_lesion_below, upper), rule)})
+    return rows
 
 
 def reliability_png(curves: Dict[str, Tuple[Sequence[float], Sequence[int]]], path: Path, title: str) -> None:
@@ -88,6 +110,7 @@ def main(bundle: str, data: str, output: str, write_values: bool = False, traine
     """Fit on validation, report on test (see the module doc); writes ``output`` (JSON) and two PNGs beside it."""
     root, data_dir, out = Path(bundle).resolve(), Path(data).resolve(), Path(output).resolve()
     fit = fit_on_validation(root, data_dir, data_dir / "datalist_with_normals.json", root / "eval" / "trust_validation")
+    validation = evaluate_split(root, data_dir, data_dir / "datalist_with_normals.json", "validation", root / "eval" / "trust_validation")
     values = fit["values"]
     t_class, t_presence = values["class_temperature"], values["presence_temperature"]
     thresholds = (values["presence_threshold"], values["presence_uncertain_below"])
@@ -97,6 +120,8 @@ def main(bundle: str, data: str, output: str, write_values: bool = False, traine
 
     malignancy = ([c["prob_malignant"] for c in test], [c["class"] for c in test])
     presence = ([c["lesion_prob"] for c in test + test_normals], [1] * len(test) + [0] * len(test_normals))
+    val_lesions = calibrated([r for r in validation if r["lesion"]], t_class, t_presence)
+    val_normals = calibrated([r for r in validation if not r["lesion"]], t_class, t_presence)
     report = {
         "bundle": str(root), "trained_by": trained_at or _trained_by(root), "evaluated_by": git_commit(),
         "values": values, "validation": fit["summary"],
@@ -104,11 +129,14 @@ def main(bundle: str, data: str, output: str, write_values: bool = False, traine
             "malignancy_before": expected_calibration_error(*malignancy),
             "malignancy_after": expected_calibration_error(apply_temperature(malignancy[0], t_class), malignancy[1]),
             "presence_before": expected_calibration_error(*presence),
-            "presence_after": expected_calibration_error(apply_temperature(presence[0], t_presence), presence[1])},
+            "presence_after": expected_calibration_error(apply_temperature(presence[0], t_presence), presence[1]),
+            "floor": {"malignancy_after": ece_with_floor(apply_temperature(malignancy[0], t_class), malignancy[1]),
+                      "presence_after": ece_with_floor(apply_temperature(presence[0], t_presence), presence[1])}},
         "test": {"three_way": outcome(cal_test, cal_normals, thresholds), "no_gate": outcome(test, test_normals, (None, None)),
                  "review": risk_coverage(cal_test, cal_normals, thresholds, values["review_rule"]),
-                 "review_if_no_rule": risk_coverage(cal_test, cal_normals, thresholds, None)},
-        "probabilities": {"test": test, "normal_test": test_normals},
+                 "review_if_no_rule": risk_coverage(cal_test, cal_normals, thresholds, None),
+                 "review_by_budget": review_by_budget(val_lesions, val_normals, cal_test, cal_normals, thresholds[0])},
+        "probabilities": {"test": test, "normal_test": test_normals, "validation": validation},
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(_finite(report), indent=1))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from munet.engines.calibration import apply_temperature, expected_calibration_error, fit_temperature, temperature_if_it_generalises
+from munet.engines.calibration import apply_temperature, ece_if_calibrated, expected_calibration_error, fit_temperature, temperature_if_it_generalises
 from munet.engines.postprocessing import CLASS_PROB_KEY, LESION_PROB_KEY, SplitOutputd
 from munet.networks.munet import CLASS_KEY, MASK_KEY, PRESENCE_KEY
 
@@ -51,3 +51,18 @@ def test_a_temperature_is_applied_only_when_it_carries_over():
     assert temperature > 2 and "leave-one-out NLL" in note
     # a handful of images whose fit says nothing about the held-out one: not applied
     assert temperature_if_it_generalises([0.9, 0.8, 0.2, 0.3, 0.1, 0.7], [1, 0, 0, 1, 0, 1])[0] == 1.0
+
+
+def test_the_ece_floor_of_a_small_test_set_tells_calibrated_from_miscalibrated():
+    """On 110 images a perfectly calibrated model still shows an ECE of several points; the floor
+    says how much, and its p-value separates noise from a real miscalibration."""
+    rng = np.random.default_rng(1)
+    probs = rng.beta(0.7, 0.7, 110)
+    floor = ece_if_calibrated(probs)
+    assert 0.03 < floor["mean"] < floor["p95"] < 0.2, floor
+    calibrated_labels = (rng.random(110) < probs).astype(int)
+    assert ece_if_calibrated(probs, observed=expected_calibration_error(probs, calibrated_labels))["p_value"] > 0.05
+    overconfident, labels = _overconfident(n=110, true_temperature=4.0, seed=2)
+    assert ece_if_calibrated(overconfident, observed=expected_calibration_error(overconfident, labels))["p_value"] < 0.01
+    # a large set has almost no floor
+    assert ece_if_calibrated(rng.beta(0.7, 0.7, 20000), draws=50)["mean"] < 0.01
