@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test suite: install .venv, the MONAI Label extra (.venv-monailabel), the PACS tools
 # (Orthanc, dciodvfy) and the browser (chromium) when missing (idempotent), check lint (ruff), then run
-# pytest. A failed install fails the run: the server and PACS tests must run, not skip.
+# pytest (listing its 25 slowest tests). A failed install fails the run: the server and PACS tests must run, not skip.
 # Extra args go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,4 +11,4 @@ bash scripts/setup_env.sh --with-monailabel
 bash scripts/setup_env.sh --with-pacs
 bash scripts/setup_env.sh --with-browser
 .venv/bin/ruff check munet research tests
-.venv/bin/python -m pytest -q tests "$@"
+.venv/bin/python -m pytest -q --durations=25 tests "$@"  # the slowest tests, to keep CI under 30 minutes
