@@ -12,13 +12,16 @@ from monai.utils import set_determinism
 def test_every_augmentation_keeps_image_and_mask_aligned_and_the_mask_binary():
     parser = ConfigParser()
     parser.read_config(TRAIN)
-    for key in ("aug_hflip_prob", "aug_vflip_prob", "aug_rotate_prob", "aug_zoom_prob", "aug_noise_prob", "aug_elastic_prob",
-                "aug_shear_prob", "aug_skew_prob", "aug_crop_prob"):
-        parser[key] = 1.0
+    probs = [key for key in parser["augment"] if key.endswith("_prob")]
+    assert len(probs) == 9, probs  # every paper augmentation has its probability under augment#
+    for key in probs:
+        parser[f"augment#{key}"] = 1.0
     transforms = parser.get_parsed_content("train#random_transforms")
     names = {type(t).__name__ for t in transforms}
     assert {"RandFlipd", "RandRotated", "RandZoomd", "RandAffined", "Rand2DElasticd", "RandGaussianNoised", "RandSkewd"} <= names
     set_determinism(seed=0)
+    for index, transform in enumerate(transforms):
+        transform.set_random_state(seed=index)  # MONAI's shared class RandomState is not reset by set_determinism
     image = torch.zeros(1, 64, 64)
     image[:, 20:40, 10:50] = 1.0  # the "lesion" is the bright block, the mask marks exactly it
     sample = {"image": image.clone(), "label": image.clone()}
