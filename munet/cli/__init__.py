@@ -53,18 +53,20 @@ def data(kind: str = "demo", output_dir: str = "demo_data", busi_dir: str = "", 
 
 def train(output_dir: str = "runs/model", dataset_dir: str = "", datalist: str = "", busi_dir: str = "",
           recipe: str = "recommended", seed: int = 0, tracking: str = "mlflow", tracking_uri: str = "",
-          resume: bool = False, interactive: bool = False, **overrides: Any) -> None:
+          resume: bool = False, interactive: bool = False, folds: Optional[int] = None, fold: Optional[int] = None,
+          **overrides: Any) -> None:
     """Train ``--recipe`` (recommended: ImageNet EfficientNet-Lite0 with a presence head; paper: the
     paper's configuration; gpu; demo) on ``--dataset_dir`` (its datalist.json, or ``--datalist``)
     or on BUSI (``--busi_dir``) into the bundle folder ``--output_dir``. Any other ``--name value``
     sets that value of configs/train.json (``--max_epochs 5``). ``--tracking mlflow`` (default)
     logs to ``<output_dir>/eval/mlruns.db`` or to ``--tracking_uri``; ``none`` switches it off.
     ``--interactive True`` trains the click-guided model of MONAI Label's ``munet_interactive``
-    (``models/model_interactive.pt``) with the same recipe."""
+    (``models/model_interactive.pt``) with the same recipe. ``--folds 5 --fold 0``: cross-validation,
+    training on the other folds of training + validation pooled, fitted on fold 0 (test untouched)."""
     from munet.cli.train import train_bundle
 
     train_bundle(output_dir, dataset_dir or None, datalist or None, busi_dir or None, recipe, seed, tracking,
-                 tracking_uri or None, resume, interactive=interactive, **overrides)
+                 tracking_uri or None, resume, interactive=interactive, folds=folds, fold=fold, **overrides)
 
 
 def evaluate(bundle: str = ".", dataset_dir: str = "", datalist: str = "", split: str = "test",

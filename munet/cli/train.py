@@ -97,17 +97,37 @@ def trained_on(precision: str) -> Dict[str, Any]:
     return {"compute": capability(), "precision": resolve_precision(precision, device), "threads": torch.get_num_threads()}
 
 
+def folded_datalist(datalist: Path, root: Path, folds: Optional[int], fold: Optional[int]) -> Path:
+    """``datalist`` split into folds (:func:`munet.dataset_tools.folds.fold_datalist`), written into the
+    bundle folder ``root`` (the dataset folder may be read-only); its image paths keep their base."""
+    from munet.dataset_tools.folds import fold_datalist
+
+    if folds is None or fold is None:
+        raise ValueError(f"give both folds and fold (got folds={folds!r}, fold={fold!r})")
+    try:
+        content = json.loads(datalist.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{datalist}: cannot be read as a JSON datalist ({err})") from err
+    target = root / f"datalist_fold{fold}of{folds}.json"
+    target.write_text(json.dumps(fold_datalist(content, folds, fold), indent=1))
+    return target
+
+
 def train_bundle(output_dir: str, dataset_dir: Optional[str] = None, datalist: Optional[str] = None,
                  busi_dir: Optional[str] = None, recipe: str = "recommended", seed: int = 0, tracking: str = "mlflow",
                  tracking_uri: Optional[str] = None, resume: bool = False,
                  limit_per_split: Optional[int] = None, log: Optional[Path] = None, fit_validation: bool = True,
-                 interactive: bool = False, **overrides: Any) -> Dict[str, Any]:
+                 interactive: bool = False, folds: Optional[int] = None, fold: Optional[int] = None,
+                 **overrides: Any) -> Dict[str, Any]:
     """Train ``recipe`` into the bundle folder ``output_dir``; returns what was done (also printed).
     Then fit the temperatures, the three-way presence thresholds and the review rule on the
     validation split (:mod:`munet.cli.validation_fit`); ``fit_validation`` False leaves them to
     the caller (a study that records every rule). ``interactive``: train the click-guided model
     (configs/train_interactive.json, ``models/model_interactive.pt``) with the same recipe; the
-    validation fit belongs to the automatic model and is not run."""
+    validation fit belongs to the automatic model and is not run. ``folds`` and ``fold``: train on
+    fold ``fold``'s complement of training + validation pooled into ``folds`` folds and fit on that
+    fold (:mod:`munet.dataset_tools.folds`), so k such bundles predict every training and
+    validation image once, unseen."""
     if tracking not in ("mlflow", "none"):
         raise ValueError(f"unknown tracking {tracking!r}: choose mlflow or none")
     values = {**recipe_values(recipe), **overrides, "seed": seed}  # an unknown recipe is refused before any work
@@ -117,7 +137,7 @@ def train_bundle(output_dir: str, dataset_dir: Optional[str] = None, datalist: O
         from munet.dataset_tools.busi import busi_with_normals
 
         data = Path(dataset_dir).resolve() if dataset_dir else root / "data"
-        data_list = busi_with_normals(busi_dir, data, limit_per_split)
+        data_list = busi_with_normals(busi_dir, data, limit_per_split, folds, fold)
     elif dataset_dir:
         data = Path(dataset_dir).resolve()
         data_list = Path(datalist).resolve() if datalist else data / "datalist.json"
@@ -125,6 +145,8 @@ def train_bundle(output_dir: str, dataset_dir: Optional[str] = None, datalist: O
         raise ValueError("give --dataset_dir (a folder with datalist.json) or --busi_dir (the prepared BUSI folder)")
     if not data_list.is_file():
         raise FileNotFoundError(f"datalist not found: {data_list}")
+    if folds is not None and not busi_dir:
+        data_list = folded_datalist(data_list, root, folds, fold)
     make_bundle_folder(root, values)
     print(f"[munet train] recipe {recipe} -> {root} ({json.dumps(values)})", flush=True)
     run_values: Dict[str, Any] = {"dataset_dir": str(data), "datalist": str(data_list), "resume": resume}
@@ -137,7 +159,9 @@ def train_bundle(output_dir: str, dataset_dir: Optional[str] = None, datalist: O
     print(f"[munet train] trained in {seconds / 60:.1f} min ({machine['compute']}, {machine['precision']}, "
           f"{machine['threads']} threads): {weights}", flush=True)
     record: Dict[str, Any] = {"bundle": str(root), "recipe": recipe, "interactive": interactive, "train_seconds": round(seconds, 1),
-                              "trained_on": machine, "code": code_version()}
+                              "trained_on": machine, "code": code_version(), "datalist": str(data_list)}
+    if folds is not None:
+        record["fold"] = {"folds": int(folds), "fold": int(fold)}
     if fit_validation and not interactive:
         fit = fit_on_validation(root, data, data_list)
         record["validation_fit"] = {k: fit[k] for k in ("summary", "skipped")}

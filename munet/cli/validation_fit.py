@@ -26,7 +26,7 @@ from munet.engines.calibration import apply_temperature, temperature_if_it_gener
 from munet.engines.presence_threshold import three_way_thresholds
 from munet.engines.review import choose_review_settings, risk_coverage
 
-__all__ = ["evaluate_split", "calibrated", "fit_on_validation"]
+__all__ = ["evaluate_split", "read_predictions", "calibrated", "fit_on_validation", "fit_on_rows", "fit_on_folds"]
 
 
 def evaluate_split(root: Path, dataset_dir: Path, datalist: Path, split: str, out: Path, log: Optional[Path] = None,
@@ -38,7 +38,12 @@ def evaluate_split(root: Path, dataset_dir: Path, datalist: Path, split: str, ou
                                          output_dir=str(out), presence_threshold=None, presence_uncertain_below=None,
                                          class_temperature=1.0, presence_temperature=1.0, write_dicom_seg=False, **values),
                            log or root / "logs" / f"evaluate_{split}.log")
-    with open(out / "per_case.csv", newline="") as stream:
+    return read_predictions(out / "per_case.csv")
+
+
+def read_predictions(table: Path) -> List[Dict]:
+    """The rows of an evaluation's ``per_case.csv``: Dice, probabilities, class, lesion, marked, view agreement."""
+    with open(table, newline="") as stream:
         rows = list(csv.DictReader(stream))
 
     def number(row: Dict, key: str) -> Optional[float]:
@@ -61,7 +66,31 @@ def calibrated(rows: List[Dict], class_temperature: float, presence_temperature:
 def fit_on_validation(root: Path, dataset_dir: Path, datalist: Path, out: Optional[Path] = None, **values: Any) -> Dict[str, Any]:
     """Fit the values above on the validation split of ``datalist``; returns ``values`` (to write
     into the configs), ``summary`` (validation figures) and ``skipped`` (what could not be fitted)."""
-    rows = evaluate_split(root, dataset_dir, datalist, "validation", out or root / "eval" / "validation_fit", **values)
+    return fit_on_rows(evaluate_split(root, dataset_dir, datalist, "validation", out or root / "eval" / "validation_fit", **values))
+
+
+def fit_on_folds(fold_roots: List[Path]) -> Dict[str, Any]:
+    """The same fit on the pooled out-of-fold predictions of cross-validation bundles (each trained
+    by ``munet train --folds k --fold i``, whose validation fit predicted its held-out fold).
+
+    Raises ValueError when a bundle has no such predictions or an image is held out twice."""
+    pooled: List[Dict] = []
+    names: List[str] = []
+    for root in fold_roots:
+        table = Path(root) / "eval" / "validation_fit" / "per_case.csv"
+        if not table.is_file():
+            raise ValueError(f"{root}: no out-of-fold predictions ({table} is missing: was it trained with --folds and --fold?)")
+        pooled += read_predictions(table)
+        with open(table, newline="") as stream:
+            names += [row["image"] for row in csv.DictReader(stream)]  # full paths: DICOM folders repeat file names
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"images held out by more than one fold: {', '.join(twice[:5])} (bundles of different fold splits?)")
+    return fit_on_rows(pooled)
+
+
+def fit_on_rows(rows: List[Dict]) -> Dict[str, Any]:
+    """The fit of :func:`fit_on_validation` on prediction rows (:func:`evaluate_split`'s)."""
     lesions, normals = [r for r in rows if r["class"] >= 0 and r["lesion"]], [r for r in rows if not r["lesion"]]
     fitted: Dict[str, Any] = {}
     skipped: Dict[str, str] = {}

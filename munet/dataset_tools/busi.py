@@ -308,10 +308,15 @@ def convert_busi(
     return datalist
 
 
-def busi_with_normals(busi_dir: str | Path, data_dir: str | Path, limit_per_split: int | None = None) -> Path:
+def busi_with_normals(busi_dir: str | Path, data_dir: str | Path, limit_per_split: int | None = None,
+                      folds: int | None = None, fold: int | None = None) -> Path:
     """BUSI converted once into ``data_dir`` (``datalist.json``: lesion images, normals apart), and
     ``datalist_with_normals.json``: the normal images added to training and validation, so the
     presence head learns them and its threshold can be chosen on validation. Returns that datalist.
+
+    With ``folds`` and ``fold``: ``datalist_with_normals_fold<i>of<k>.json`` instead, training +
+    validation pooled and split into ``folds`` (:func:`munet.dataset_tools.folds.fold_datalist`),
+    the manifest's near-duplicate groups (``dup_group``) kept in one fold; the test split unchanged.
     """
     data_dir = Path(data_dir)
     datalist = data_dir / "datalist.json"
@@ -321,6 +326,15 @@ def busi_with_normals(busi_dir: str | Path, data_dir: str | Path, limit_per_spli
     with_normals = dict(content)
     for split in ("training", "validation"):
         with_normals[split] = content[split] + content.get(f"normal_{split}", [])
-    target = data_dir / "datalist_with_normals.json"
+    if (folds is None) != (fold is None):
+        raise BusiError(f"give both folds and fold, or neither (got folds={folds!r}, fold={fold!r})")
+    if folds is None:
+        target = data_dir / "datalist_with_normals.json"
+    else:
+        from munet.dataset_tools.folds import fold_datalist
+
+        group = {row["id"]: row.get("dup_group") or row["id"] for row in read_manifest(busi_dir)}
+        with_normals = fold_datalist(with_normals, folds, fold, lambda case: group.get(case.get("id"), case["image"]))
+        target = data_dir / f"datalist_with_normals_fold{fold}of{folds}.json"
     target.write_text(json.dumps(with_normals, indent=1))
     return target
