@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import fire
 import numpy as np
@@ -106,25 +106,25 @@ def reliability_png(curves: Dict[str, Tuple[Sequence[float], Sequence[int]]], pa
     plt.close()
 
 
-def main(bundle: str, data: str, output: str, write_values: bool = False, trained_at: str = "") -> Dict:
-    """Fit on validation, report on test (see the module doc); writes ``output`` (JSON) and two PNGs beside it."""
-    root, data_dir, out = Path(bundle).resolve(), Path(data).resolve(), Path(output).resolve()
-    fit = fit_on_validation(root, data_dir, data_dir / "datalist_with_normals.json", root / "eval" / "trust_validation")
-    validation = evaluate_split(root, data_dir, data_dir / "datalist_with_normals.json", "validation", root / "eval" / "trust_validation")
-    values = fit["values"]
-    t_class, t_presence = values["class_temperature"], values["presence_temperature"]
-    thresholds = (values["presence_threshold"], values["presence_uncertain_below"])
-    test = evaluate_split(root, data_dir, data_dir / "datalist.json", "test", root / "eval" / "trust_test")
-    test_normals = evaluate_split(root, data_dir, data_dir / "datalist.json", "normal_test", root / "eval" / "trust_normal_test")
-    cal_test, cal_normals = calibrated(test, t_class, t_presence), calibrated(test_normals, t_class, t_presence)
-
+def _curves(test: List[Dict], test_normals: List[Dict]) -> Tuple[Tuple[List[float], List[int]], Tuple[List[float], List[int]]]:
+    """(probabilities, labels) of malignancy on the lesion images and of presence on all images."""
     malignancy = ([c["prob_malignant"] for c in test], [c["class"] for c in test])
     presence = ([c["lesion_prob"] for c in test + test_normals], [1] * len(test) + [0] * len(test_normals))
+    return malignancy, presence
+
+
+def measure_on_test(values: Dict, validation: List[Dict], test: List[Dict], test_normals: List[Dict]) -> Dict:
+    """What fitted ``values`` do on the test rows (ungated, uncalibrated predictions): ECE before and
+    after with floors, the three-way outcome against no gate, the review flag and the risk-coverage
+    table (its rule chosen under each budget on the ``validation`` rows the values were fitted on)."""
+    t_class, t_presence = values.get("class_temperature", 1.0), values.get("presence_temperature", 1.0)
+    thresholds = (values["presence_threshold"], values["presence_uncertain_below"])
+    cal_test, cal_normals = calibrated(test, t_class, t_presence), calibrated(test_normals, t_class, t_presence)
+    malignancy, presence = _curves(test, test_normals)
     val_lesions = calibrated([r for r in validation if r["lesion"]], t_class, t_presence)
     val_normals = calibrated([r for r in validation if not r["lesion"]], t_class, t_presence)
-    report = {
-        "bundle": str(root), "trained_by": trained_at or _trained_by(root), "evaluated_by": git_commit(),
-        "values": values, "validation": fit["summary"],
+    return {
+        "values": values,
         "ece_test": {
             "malignancy_before": expected_calibration_error(*malignancy),
             "malignancy_after": expected_calibration_error(apply_temperature(malignancy[0], t_class), malignancy[1]),
@@ -138,16 +138,30 @@ def main(bundle: str, data: str, output: str, write_values: bool = False, traine
                  "review_by_budget": review_by_budget(val_lesions, val_normals, cal_test, cal_normals, thresholds[0])},
         "probabilities": {"test": test, "normal_test": test_normals, "validation": validation},
     }
+
+
+def main(bundle: str, data: str, output: str, write_values: bool = False, trained_at: str = "") -> Dict:
+    """Fit on validation, report on test (see the module doc); writes ``output`` (JSON) and two PNGs beside it."""
+    root, data_dir, out = Path(bundle).resolve(), Path(data).resolve(), Path(output).resolve()
+    fit = fit_on_validation(root, data_dir, data_dir / "datalist_with_normals.json", root / "eval" / "trust_validation")
+    validation = evaluate_split(root, data_dir, data_dir / "datalist_with_normals.json", "validation", root / "eval" / "trust_validation")
+    values = fit["values"]
+    test = evaluate_split(root, data_dir, data_dir / "datalist.json", "test", root / "eval" / "trust_test")
+    test_normals = evaluate_split(root, data_dir, data_dir / "datalist.json", "normal_test", root / "eval" / "trust_normal_test")
+    report = {"bundle": str(root), "trained_by": trained_at or _trained_by(root), "evaluated_by": git_commit(),
+              **measure_on_test(values, validation, test, test_normals), "validation": fit["summary"]}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(_finite(report), indent=1))
+    out.write_text(json.dumps(finite_json(report), indent=1))
     stem = out.with_suffix("")
+    malignancy, presence = _curves(test, test_normals)
+    t_class, t_presence = values["class_temperature"], values["presence_temperature"]
     reliability_png({"before": malignancy, "after": (apply_temperature(malignancy[0], t_class), malignancy[1])},
                     Path(f"{stem}_malignancy.png"), "malignancy, test split")
     reliability_png({"before": presence, "after": (apply_temperature(presence[0], t_presence), presence[1])},
                     Path(f"{stem}_presence.png"), "lesion presence, test split")
     if write_values:
         write_train_values(root, values)
-    print(json.dumps(_finite({k: v for k, v in report.items() if k != "probabilities"}), indent=1))
+    print(json.dumps(finite_json({k: v for k, v in report.items() if k != "probabilities"}), indent=1))
     return report
 
 
@@ -162,14 +176,14 @@ def _trained_by(root: Path) -> str:
     return "unknown"
 
 
-def _finite(value):
+def finite_json(value: Any) -> Any:
     """``value`` with NaN replaced by None (JSON has no NaN)."""
     if isinstance(value, float) and value != value:
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite_json(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return [finite_json(v) for v in value]
     return value
 
 

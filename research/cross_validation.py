@@ -1,0 +1,120 @@
+"""Five-fold cross-validation of the recommended model on BUSI: out-of-fold fit, measured on the test split.
+
+    python -m research.cross_validation train --busi_dir ../shared/data/busi --runs runs/cv \
+        --results docs/results/runs/cv_seed0
+    python -m research.cross_validation report --results docs/results/runs/cv_seed0 \
+        --output docs/results/trust_cv_seed0.json
+
+Why: the values ``munet train`` fits after training (temperatures, three-way presence thresholds,
+review rule) rested on 55 lesion and 13 normal validation images, too few to place a threshold.
+
+``train`` runs ``munet train --folds k --fold i`` for each fold (skipping a finished fold,
+resuming an interrupted one), then predicts the test split and its normals with each fold's
+model, ungated and uncalibrated. It copies each fold's predictions (``per_case.csv``: held-out
+fold, test, test normals) and its training record into ``--results``: small files, committed, so
+``report`` runs without the weights.
+
+``report`` pools the held-out predictions (every training and validation image once, unseen),
+fits the same values on them (:func:`munet.cli.validation_fit.fit_on_rows`) and measures each
+fold's model on the test split with them, as ``research.trust_report`` does for one model fitted
+on its own validation split (same JSON; ``research.trust_table`` renders both).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List
+
+import fire
+
+from munet.cli.validation_fit import evaluate_split, fit_on_rows, read_predictions
+from research.study_common import git_commit
+from research.trust_report import finite_json, measure_on_test
+
+#: per fold, what ``train`` keeps: the name in ``--results`` and the evaluation folder it comes from
+KEPT = {"heldout.csv": "validation_fit", "test.csv": "cv_test", "normal_test.csv": "cv_normal_test"}
+
+
+def train(busi_dir: str, runs: str = "runs/cv", results: str = "docs/results/runs/cv_seed0", folds: int = 5, seed: int = 0,
+          **overrides: Any) -> None:
+    """Train and predict every fold in turn (see the module doc); ``overrides`` go to ``munet train``."""
+    from munet.cli.train import train_bundle
+
+    runs_dir, out = Path(runs).resolve(), Path(results).resolve()
+    data = runs_dir / "data"
+    for fold in range(folds):
+        root = runs_dir / f"fold{fold}"
+        if not (root / "train_record.json").is_file():
+            print(f"[cross_validation] fold {fold} of {folds}: training into {root}", flush=True)
+            train_bundle(str(root), str(data), None, busi_dir, "recommended", seed, "none", None, resume=True,
+                         folds=folds, fold=fold, **overrides)
+        for split, folder in (("test", "cv_test"), ("normal_test", "cv_normal_test")):
+            evaluate_split(root, data, data / "datalist.json", split, root / "eval" / folder)
+        kept = out / f"fold{fold}"
+        kept.mkdir(parents=True, exist_ok=True)
+        for name, folder in KEPT.items():
+            shutil.copyfile(root / "eval" / folder / "per_case.csv", kept / name)
+        record = json.loads((root / "train_record.json").read_text())
+        record["bundle"] = f"fold{fold}"  # not this machine's path
+        (kept / "train_record.json").write_text(json.dumps(record, indent=1))
+        print(f"[cross_validation] fold {fold}: predictions kept in {kept}", flush=True)
+
+
+def fold_folders(results: Path) -> List[Path]:
+    """The fold folders of ``results`` in order; raises ValueError when there are none or one is incomplete."""
+    found = sorted((p for p in results.glob("fold*") if p.is_dir()), key=lambda p: int(p.name[4:]))
+    if not found:
+        raise ValueError(f"{results}: no fold folders (run the train command first)")
+    for folder in found:
+        missing = [name for name in (*KEPT, "train_record.json") if not (folder / name).is_file()]
+        if missing:
+            raise ValueError(f"{folder}: {', '.join(missing)} missing (fold not finished)")
+    return found
+
+
+def pooled_heldout(folders: List[Path]) -> List[Dict]:
+    """Every fold's held-out predictions; raises ValueError when an image is held out twice."""
+    rows: List[Dict] = []
+    for folder in folders:
+        rows += read_predictions(folder / "heldout.csv")
+    names = [r["image"] for r in rows]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"images held out by more than one fold: {', '.join(twice[:5])}")
+    return rows
+
+
+def report(results: str = "docs/results/runs/cv_seed0", output: str = "docs/results/trust_cv_seed0.json") -> Dict[str, Any]:
+    """Fit on the pooled held-out predictions; measure each fold's model on the test split (module doc).
+    Writes ``output`` (a list of trust reports, one per fold, plus the pooled fit) and prints a summary."""
+    folders = fold_folders(Path(results))
+    heldout = pooled_heldout(folders)
+    fit = fit_on_rows(heldout)
+    per_fold = []
+    for folder in folders:
+        record = json.loads((folder / "train_record.json").read_text())
+        own = fit_on_rows(read_predictions(folder / "heldout.csv"))
+        test, normals = read_predictions(folder / "test.csv"), read_predictions(folder / "normal_test.csv")
+        per_fold.append({"fold": folder.name, "trained_by": record.get("code", {}).get("commit", "unknown"),
+                         "trained_on": record.get("trained_on"), "train_seconds": record.get("train_seconds"),
+                         "values_own_fold": own["values"],
+                         **measure_on_test(fit["values"], heldout, test, normals)})
+    out = {"evaluated_by": git_commit(), "heldout_images": len(heldout), "values": fit["values"],
+           "validation": fit["summary"], "skipped": fit["skipped"], "folds": per_fold}
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(finite_json(out), indent=1))
+    for row in per_fold:
+        three = row["test"]["three_way"]
+        print(f"{row['fold']}: called no lesion {three['called_no_lesion']}/{three['lesion_images']}, "
+              f"FPR on normals {three['normal_fpr']:.3f}, served Dice {three['served_dice']:.3f} "
+              f"(no gate {three['dice_without_gate']:.3f}), ECE malignancy "
+              f"{row['ece_test']['malignancy_before']:.3f} -> {row['ece_test']['malignancy_after']:.3f}", flush=True)
+    print(f"pooled fit on {len(heldout)} held-out images: {json.dumps(fit['values'])}", flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    fire.Fire({"train": train, "report": report})
