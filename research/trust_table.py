@@ -6,7 +6,8 @@
 Prints three markdown tables: the three-way finding and calibration per seed (with each ECE's
 floor: what calibrated probabilities would show on as many test images), the review flag at the
 budget ``munet train`` uses, and the risk-coverage table over review budgets (reports made before
-the budgets were added show only the first two).
+the budgets were added show only the first two). A research.cross_validation report counts as one
+row per fold and adds a fourth table: its held-out images judged by values fitted on the other folds.
 """
 
 from __future__ import annotations
@@ -92,16 +93,52 @@ def budget_rows(reports: Sequence[Dict], labels: Sequence[str]) -> List[str]:
     return lines
 
 
+def expand(reports: Sequence[Dict], labels: Sequence[str]) -> tuple:
+    """Reports and labels with each cross-validation report (research.cross_validation's: a list
+    of per-fold reports under ``folds``) replaced by its folds, labelled "<label>, fold<i>"."""
+    out_reports: List[Dict] = []
+    out_labels: List[str] = []
+    for label, report in zip(labels, reports):
+        if "folds" in report and "test" not in report:
+            out_reports += report["folds"]
+            out_labels += [f"{label}, {fold['fold']}" for fold in report["folds"]]
+        else:
+            out_reports.append(report)
+            out_labels.append(label)
+    return out_reports, out_labels
+
+
+def cross_fitted_rows(reports: Sequence[Dict], labels: Sequence[str]) -> List[str]:
+    """Per cross-validation report: its held-out images judged by values fitted on the other folds."""
+    lines = ["| cross-validation | lesion images called \"no lesion\" (95 % CI) | FPR on normals | ECE malignancy before / after (floor, p) |",
+             "|---|---|---|---|"]
+    for label, r in zip(labels, reports):
+        c = r.get("cross_fitted")
+        if not c:
+            continue
+        low, high = c["called_no_lesion_ci95"]
+        after = c["ece_malignancy_after"]
+        lines.append(f"| {label} | {c['called_no_lesion']} / {c['lesion_images']} = {_pct(c['called_no_lesion_share'])} "
+                     f"({_ci(low)}-{_ci(high)} %) | {c['normal_fpr']:.3f} ({c['normals_marked']} / {c['normal_images']}) "
+                     f"| {c['ece_malignancy_before']['ece']:.3f} / {after['ece']:.3f} (floor {after['if_calibrated']['mean']:.3f}, "
+                     f"p = {after['if_calibrated']['p_value']:.2f}) |")
+    return lines if len(lines) > 2 else []
+
+
 def render(reports: Sequence[str], labels: Sequence[str]) -> str:
-    """The three tables, separated by blank lines."""
+    """The tables, separated by blank lines (a cross-validation report adds its cross-fitted table)."""
     if len(reports) != len(labels):
         raise ValueError(f"{len(reports)} reports but {len(labels)} labels")
     loaded = [json.loads(Path(p).read_text()) for p in reports]
     labels = [str(x) for x in labels]
+    cross = cross_fitted_rows(loaded, labels)
+    loaded, labels = expand(loaded, labels)
     tables = [seed_rows(loaded, labels), flag_rows(loaded, labels)]
     budgets = budget_rows(loaded, labels)
     if len(budgets) > 2:
         tables.append(budgets)
+    if cross:
+        tables.append(cross)
     return "\n\n".join("\n".join(t) for t in tables)
 
 

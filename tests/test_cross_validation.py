@@ -10,6 +10,8 @@ import pytest
 
 from munet.cli.validation_fit import fit_on_rows, read_predictions
 from research.cross_validation import report
+from research.trust_report import BUDGETS
+from research.trust_table import render
 
 COLUMNS = ["image", "dice", "lesion_prob", "prob_malignant", "class", "lesion_pixels", "pred_pixels", "view_agreement"]
 
@@ -52,8 +54,15 @@ def test_the_fit_rests_on_every_held_out_image_and_each_fold_is_measured_with_it
         three = fold["test"]["three_way"]
         assert (three["lesion_images"], three["normal_images"]) == (50, 15)
         assert fold["values_own_fold"] != out["values"]  # 52 images place other thresholds than 156
+    cross = out["cross_fitted"]  # each fold judged by the values of the other two
+    assert (cross["lesion_images"], cross["normal_images"]) == (120, 36)
+    assert cross["called_no_lesion"] == sum(f["called_no_lesion"] for f in cross["folds"])
+    assert all(f["values"] != out["values"] for f in cross["folds"])
     written = json.loads((tmp_path / "trust_cv.json").read_text())
     assert written["folds"][0]["test"]["three_way"]["called_no_lesion"] == out["folds"][0]["test"]["three_way"]["called_no_lesion"]
+    text = render([str(tmp_path / "trust_cv.json")], ["cv"])  # one row per fold in each table, and the cross-fitted table
+    assert text.count("\n| cv, fold") == 3 * (1 + 1 + len(BUDGETS))
+    assert f"\n| cv | {cross['called_no_lesion']} / 120 = " in text
 
 
 def test_an_image_held_out_twice_or_an_unfinished_fold_is_refused_by_name(tmp_path):
