@@ -124,9 +124,20 @@ def cross_fitted(folders: List[Path]) -> Dict[str, Any]:
             "folds": per_fold}
 
 
-def report(results: str = "docs/results/runs/cv_seed0", output: str = "docs/results/trust_cv_seed0.json") -> Dict[str, Any]:
+def _measured(values: Dict, heldout: List[Dict], test: List[Dict], normals: List[Dict]) -> Dict[str, Any]:
+    """:func:`measure_on_test` without its per-image probabilities (kept in the CSVs and reports already)."""
+    return {k: v for k, v in measure_on_test(values, heldout, test, normals).items() if k != "probabilities"}
+
+
+def report(results: str = "docs/results/runs/cv_seed0", output: str = "docs/results/trust_cv_seed0.json",
+           apply_to: Any = "", labels: Any = "") -> Dict[str, Any]:
     """Fit on the pooled held-out predictions; measure each fold's model on the test split (module doc).
-    Writes ``output`` (a list of trust reports, one per fold, plus the pooled fit) and prints a summary."""
+
+    ``apply_to``: research.trust_report JSON files (comma-separated) of models trained on the whole
+    training split, whose stored test predictions are judged with the pooled values too (``labels``
+    name them): what serving such a model with the cross-validated values would give.
+    Writes ``output`` (one trust report per fold under ``folds``, per applied model under
+    ``whole_split``, the pooled fit and the cross-fitted table) and prints a summary."""
     folders = fold_folders(Path(results))
     heldout = pooled_heldout(folders)
     fit = fit_on_rows(heldout)
@@ -135,18 +146,24 @@ def report(results: str = "docs/results/runs/cv_seed0", output: str = "docs/resu
         record = json.loads((folder / "train_record.json").read_text())
         own = fit_on_rows(read_predictions(folder / "heldout.csv"))
         test, normals = read_predictions(folder / "test.csv"), read_predictions(folder / "normal_test.csv")
-        per_fold.append({"fold": folder.name, "trained_by": record.get("code", {}).get("commit", "unknown"),
+        per_fold.append({"name": folder.name, "trained_by": record.get("code", {}).get("commit", "unknown"),
                          "trained_on": record.get("trained_on"), "train_seconds": record.get("train_seconds"),
-                         "values_own_fold": own["values"],
-                         **measure_on_test(fit["values"], heldout, test, normals)})
+                         "values_own_fold": own["values"], **_measured(fit["values"], heldout, test, normals)})
+    whole = []
+    for path, label in zip(_items(apply_to), _items(labels) if labels else _items(apply_to)):
+        stored = json.loads(Path(path).read_text())
+        probabilities = stored["probabilities"]
+        whole.append({"name": label, "report": path, "trained_by": stored.get("trained_by"),
+                      **_measured(fit["values"], heldout, probabilities["test"], probabilities["normal_test"])})
     out = {"evaluated_by": git_commit(), "heldout_images": len(heldout), "values": fit["values"],
-           "validation": fit["summary"], "skipped": fit["skipped"], "cross_fitted": cross_fitted(folders), "folds": per_fold}
+           "validation": fit["summary"], "skipped": fit["skipped"], "cross_fitted": cross_fitted(folders), "folds": per_fold,
+           "whole_split": whole}
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(finite_json(out), indent=1))
-    for row in per_fold:
+    for row in per_fold + whole:
         three = row["test"]["three_way"]
-        print(f"{row['fold']}: called no lesion {three['called_no_lesion']}/{three['lesion_images']}, "
+        print(f"{row['name']}: called no lesion {three['called_no_lesion']}/{three['lesion_images']}, "
               f"FPR on normals {three['normal_fpr']:.3f}, served Dice {three['served_dice']:.3f} "
               f"(no gate {three['dice_without_gate']:.3f}), ECE malignancy "
               f"{row['ece_test']['malignancy_before']:.3f} -> {row['ece_test']['malignancy_after']:.3f}", flush=True)
@@ -157,6 +174,12 @@ def report(results: str = "docs/results/runs/cv_seed0", output: str = "docs/resu
           f"{cross['normal_images']}), ECE malignancy {cross['ece_malignancy_before']['ece']:.3f} -> "
           f"{cross['ece_malignancy_after']['ece']:.3f}", flush=True)
     return out
+
+
+def _items(value: Any) -> List[str]:
+    """A comma-separated string (or the tuple fire makes of it) as a list of non-empty strings."""
+    parts = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return [p.strip() for p in parts if p.strip()]
 
 
 if __name__ == "__main__":

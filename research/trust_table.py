@@ -94,14 +94,16 @@ def budget_rows(reports: Sequence[Dict], labels: Sequence[str]) -> List[str]:
 
 
 def expand(reports: Sequence[Dict], labels: Sequence[str]) -> tuple:
-    """Reports and labels with each cross-validation report (research.cross_validation's: a list
-    of per-fold reports under ``folds``) replaced by its folds, labelled "<label>, fold<i>"."""
+    """Reports and labels with each cross-validation report (research.cross_validation's: per-fold
+    reports under ``folds``, models of the whole split under ``whole_split``) replaced by those,
+    labelled "<label>, <name>"."""
     out_reports: List[Dict] = []
     out_labels: List[str] = []
     for label, report in zip(labels, reports):
         if "folds" in report and "test" not in report:
-            out_reports += report["folds"]
-            out_labels += [f"{label}, {fold['fold']}" for fold in report["folds"]]
+            parts = report["folds"] + report.get("whole_split", [])
+            out_reports += parts
+            out_labels += [f"{label}, {part['name']}" for part in parts]
         else:
             out_reports.append(report)
             out_labels.append(label)

@@ -44,11 +44,15 @@ def _folds(root, folds=3):
 
 def test_the_fit_rests_on_every_held_out_image_and_each_fold_is_measured_with_it(tmp_path):
     _folds(tmp_path / "cv")
-    out = report(str(tmp_path / "cv"), str(tmp_path / "trust_cv.json"))
+    whole = tmp_path / "trust_seed5.json"  # a model of the whole split, as research.trust_report stores its test predictions
+    fold0 = tmp_path / "cv" / "fold0"
+    whole.write_text(json.dumps({"trained_by": "def456", "probabilities": {
+        "test": read_predictions(fold0 / "test.csv"), "normal_test": read_predictions(fold0 / "normal_test.csv")}}))
+    out = report(str(tmp_path / "cv"), str(tmp_path / "trust_cv.json"), apply_to=str(whole), labels="seed 5")
     assert out["heldout_images"] == 3 * 52 and out["validation"]["normal_images"] == 36
     pooled = [row for f in range(3) for row in read_predictions(tmp_path / "cv" / f"fold{f}" / "heldout.csv")]
     assert out["values"] == fit_on_rows(pooled)["values"]
-    assert [f["fold"] for f in out["folds"]] == ["fold0", "fold1", "fold2"]
+    assert [f["name"] for f in out["folds"]] == ["fold0", "fold1", "fold2"]
     for fold in out["folds"]:
         assert fold["values"] == out["values"] and fold["trained_by"] == "abc123"
         three = fold["test"]["three_way"]
@@ -60,8 +64,10 @@ def test_the_fit_rests_on_every_held_out_image_and_each_fold_is_measured_with_it
     assert all(f["values"] != out["values"] for f in cross["folds"])
     written = json.loads((tmp_path / "trust_cv.json").read_text())
     assert written["folds"][0]["test"]["three_way"]["called_no_lesion"] == out["folds"][0]["test"]["three_way"]["called_no_lesion"]
-    text = render([str(tmp_path / "trust_cv.json")], ["cv"])  # one row per fold in each table, and the cross-fitted table
-    assert text.count("\n| cv, fold") == 3 * (1 + 1 + len(BUDGETS))
+    assert out["whole_split"][0]["name"] == "seed 5" and out["whole_split"][0]["values"] == out["values"]
+    assert out["whole_split"][0]["test"] == out["folds"][0]["test"]  # the same predictions judged by the same values
+    text = render([str(tmp_path / "trust_cv.json")], ["cv"])  # one row per fold and applied model in each table, and the cross-fitted table
+    assert text.count("\n| cv, fold") == 3 * (1 + 1 + len(BUDGETS)) and text.count("\n| cv, seed 5 |") == 1 + 1 + len(BUDGETS)
     assert f"\n| cv | {cross['called_no_lesion']} / 120 = " in text
 
 

@@ -56,11 +56,13 @@ def case_flags(cases: Sequence[Mapping], thresholds, rule: Optional[Mapping]) ->
             for f, c in zip(case_findings(cases, thresholds), cases)]
 
 
-def risk_coverage(cases: Sequence[Mapping], normals: Sequence[Mapping], thresholds, rule: Optional[Mapping]) -> Dict:
+def risk_coverage(cases: Sequence[Mapping], normals: Sequence[Mapping], thresholds, rule: Optional[Mapping],
+                  with_auc: bool = True) -> Dict:
     """The review flag on a split of lesion ``cases`` (``dice``, ``prob_malignant``, ``class``) and
     ``normals``: the share flagged; Dice and malignancy AUC of the unflagged lesion images against
     all; false positives on normals (any mark, "uncertain" included) unflagged against all; the
-    malignant cases called benign, and how many of them are flagged."""
+    malignant cases called benign, and how many of them are flagged. ``with_auc`` False leaves the
+    AUCs out (None): the rule search below does not use them, and they take most of its time."""
     flags, normal_flags = case_flags(cases, thresholds, rule), case_flags(normals, thresholds, rule)
     kept = [c for c, f in zip(cases, flags) if not f]
     wrong_malignant = [f for c, f in zip(cases, flags) if c["class"] == 1 and c["prob_malignant"] < 0.5]
@@ -69,7 +71,9 @@ def risk_coverage(cases: Sequence[Mapping], normals: Sequence[Mapping], threshol
 
     def auc(rows: Sequence[Mapping]) -> Optional[float]:
         labels = [r["class"] for r in rows]
-        return classification_metrics([r["prob_malignant"] for r in rows], labels).get("auc") if len(set(labels)) == 2 else None
+        if not with_auc or len(set(labels)) != 2:
+            return None
+        return classification_metrics([r["prob_malignant"] for r in rows], labels).get("auc")
 
     def mean(values: Sequence[float]) -> Optional[float]:
         return float(np.mean(values)) if len(values) else None
@@ -91,7 +95,7 @@ def choose_review_rule(cases: Sequence[Mapping], normals: Sequence[Mapping], thr
     for agreement in [None] + [round(a + 0.005, 3) for a in agreements if a < 1.0][:60]:  # flags that view value too
         for margin in (None, 0.05, 0.1, 0.15, 0.2, 0.25):
             rule = {"min_view_agreement": agreement, "class_margin": margin}
-            table = risk_coverage(cases, normals, thresholds, rule)
+            table = risk_coverage(cases, normals, thresholds, rule, with_auc=False)
             if table["flagged_share"] is None or table["flagged_share"] > max_flagged or table["dice_unflagged"] is None:
                 continue
             caught = table["misclassified_malignant_caught"] / max(1, table["misclassified_malignant"])
@@ -122,7 +126,7 @@ def choose_review_settings(cases: Sequence[Mapping], normals: Sequence[Mapping],
         for agreement in agreements:
             for margin in (None, 0.05, 0.1, 0.15, 0.2):
                 rule = {"min_view_agreement": agreement, "class_margin": margin}
-                table = risk_coverage(cases, normals, thresholds, rule)
+                table = risk_coverage(cases, normals, thresholds, rule, with_auc=False)
                 if table["flagged_share"] is None or table["flagged_share"] > max_flagged or table["dice_unflagged"] is None:
                     continue
                 caught = table["misclassified_malignant_caught"] / max(1, table["misclassified_malignant"])
