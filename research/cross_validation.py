@@ -139,6 +139,8 @@ def report(results: str = "docs/results/runs/cv_seed0", output: str = "docs/resu
     Writes ``output`` (one trust report per fold under ``folds``, per applied model under
     ``whole_split``, the pooled fit and the cross-fitted table) and prints a summary."""
     folders = fold_folders(Path(results))
+    if len(folders) < 2:
+        raise ValueError(f"{results}: {len(folders)} finished fold; the cross-fitted table needs two or more")
     heldout = pooled_heldout(folders)
     fit = fit_on_rows(heldout)
     per_fold = []
@@ -182,5 +184,11 @@ def _items(value: Any) -> List[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+def report_cli(results: str = "docs/results/runs/cv_seed0", output: str = "docs/results/trust_cv_seed0.json",
+               apply_to: Any = "", labels: Any = "") -> None:
+    """:func:`report`, printing its summary only."""
+    report(results, output, apply_to, labels)
+
+
 if __name__ == "__main__":
-    fire.Fire({"train": train, "report": report})
+    fire.Fire({"train": train, "report": report_cli})

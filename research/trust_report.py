@@ -63,6 +63,18 @@ def outcome(cases: List[Dict], normals: List[Dict], thresholds: Tuple[Optional[f
             "served_dice": float(np.mean(served)), "dice_without_gate": float(np.mean([c["dice"] for c in cases]))}
 
 
+def best_on_test(cases: List[Dict], normals: List[Dict], max_hidden: float = MAX_HIDDEN) -> Dict:
+    """The most any single "no lesion" threshold could do, chosen on these (test) rows themselves: the
+    highest one that calls at most ``max_hidden`` of the lesion images "no lesion", and the FPR on
+    normals it leaves. Not a rule (it looks at the test answers): it says whether both aims can be
+    met by this model at all, whatever the fit."""
+    allowed = int(np.floor(max_hidden * len(cases)))
+    probs = sorted(c["lesion_prob"] for c in cases)
+    threshold = probs[allowed] if allowed < len(probs) else 1.0  # below it: the ``allowed`` lowest lesion images
+    result = outcome(cases, normals, (threshold, threshold))
+    return {"threshold": threshold, "called_no_lesion": result["called_no_lesion"], "normal_fpr": result["normal_fpr"]}
+
+
 def ece_with_floor(probs: Sequence[float], labels: Sequence[int]) -> Dict:
     """MONAI's ECE and what a calibrated model with the same probabilities would show on as many images."""
     ece = expected_calibration_error(probs, labels)
@@ -133,6 +145,7 @@ def measure_on_test(values: Dict, validation: List[Dict], test: List[Dict], test
             "floor": {"malignancy_after": ece_with_floor(apply_temperature(malignancy[0], t_class), malignancy[1]),
                       "presence_after": ece_with_floor(apply_temperature(presence[0], t_presence), presence[1])}},
         "test": {"three_way": outcome(cal_test, cal_normals, thresholds), "no_gate": outcome(test, test_normals, (None, None)),
+                 "best_threshold_on_test": best_on_test(cal_test, cal_normals),
                  "review": risk_coverage(cal_test, cal_normals, thresholds, values["review_rule"]),
                  "review_if_no_rule": risk_coverage(cal_test, cal_normals, thresholds, None),
                  "review_by_budget": review_by_budget(val_lesions, val_normals, cal_test, cal_normals, thresholds[0])},

@@ -79,5 +79,11 @@ def test_an_image_held_out_twice_or_an_unfinished_fold_is_refused_by_name(tmp_pa
     (tmp_path / "cv" / "fold1" / "test.csv").unlink()
     with pytest.raises(ValueError, match=r"fold1: test.csv missing"):
         report(str(tmp_path / "cv"), str(tmp_path / "out.json"))
+    for fold in ("fold1", "fold2"):
+        for name in (tmp_path / "cv" / fold).iterdir():
+            name.unlink()
+        (tmp_path / "cv" / fold).rmdir()
+    with pytest.raises(ValueError, match="1 finished fold"):
+        report(str(tmp_path / "cv"), str(tmp_path / "out.json"))
     with pytest.raises(ValueError, match="no fold folders"):
         report(str(tmp_path / "empty"), str(tmp_path / "out.json"))
