@@ -95,3 +95,54 @@ def test_two_fold_bundles_hold_out_every_image_once_and_their_predictions_pool(t
         fit_on_folds([bundles[0], bundles[0]])
     with pytest.raises(ValueError, match="no out-of-fold predictions"):
         fit_on_folds([tmp_path])
+
+
+def _fold_bundle(root: Path, folds: int, fold: int, seed: int) -> Path:
+    """A cross-validation bundle as munet train --folds leaves it: configs, record, held-out predictions."""
+    import csv
+
+    import numpy as np
+
+    from munet.cli.train import make_bundle_folder
+
+    make_bundle_folder(root, {})
+    (root / "train_record.json").write_text(json.dumps({"fold": {"folds": folds, "fold": fold}}))
+    table = root / "eval" / "validation_fit" / "per_case.csv"
+    table.parent.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    columns = ["image", "dice", "lesion_prob", "prob_malignant", "class", "lesion_pixels", "pred_pixels", "view_agreement"]
+    with open(table, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, columns)
+        writer.writeheader()
+        for i in range(30):
+            normal = i >= 24
+            cls = -1 if normal else int(rng.random() < 0.35)
+            writer.writerow({"image": f"/data/{fold}_{i}.png", "dice": 0.0 if normal else rng.uniform(0.3, 1.0),
+                             "lesion_prob": rng.uniform(0.0, 0.6) if normal else rng.uniform(0.3, 1.0),
+                             "prob_malignant": 0.5 if normal else np.clip((0.7 if cls else 0.3) + rng.normal(0, 0.2), 0.01, 0.99),
+                             "class": cls, "lesion_pixels": 0 if normal else 900, "pred_pixels": 60, "view_agreement": rng.uniform(0.2, 1.0)})
+    return root
+
+
+def test_munet_fit_writes_the_pooled_fold_fit_into_the_served_bundle_and_refuses_mixed_folds(tmp_path, capsys):
+    from munet.cli import main
+    from munet.cli.train import make_bundle_folder
+
+    served = make_bundle_folder(tmp_path / "model", {}).parent
+    folds = [_fold_bundle(tmp_path / f"fold{i}", 3, i, i) for i in range(3)]
+    main(["fit", "--bundle", str(served), "--folds", ",".join(map(str, folds))])
+    record = json.loads((served / "eval" / "fold_fit.json").read_text())
+    assert record["fold_numbers"] == [0, 1, 2] and record["summary"]["lesion_images"] == 72 and record["summary"]["normal_images"] == 18
+    configs = json.loads((served / "configs" / "train.json").read_text())
+    for key, value in record["values"].items():
+        assert configs[key] == value  # what is served is what was fitted
+    assert configs["presence_threshold"] != 0.5  # the repository default was replaced
+    assert "3 of 3 folds, 72 lesion and 18 normal" in capsys.readouterr().out
+    main(["fit", "--bundle", str(served), "--folds", ",".join(map(str, folds[:2]))])
+    assert "only 2 of 3 folds" in capsys.readouterr().out
+    other = _fold_bundle(tmp_path / "other", 5, 2, 9)
+    for bad, message in (([folds[0], other], "different splits"), ([folds[0], folds[0]], "given twice"),
+                         ([folds[0], served], "not a cross-validation bundle")):
+        with pytest.raises(SystemExit):
+            main(["fit", "--bundle", str(served), "--folds", ",".join(map(str, bad))])
+        assert message in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
     munet demo                                   # demo data, train, evaluate, infer (a few minutes on 2 CPU cores)
     munet train --dataset_dir DATA --output_dir runs/model [--recipe paper] [--max_epochs 10 ...]
+    munet fit --bundle runs/model --folds runs/cv/fold0,...,runs/cv/fold4   # served values from cross-validation
     munet evaluate --bundle runs/model --dataset_dir DATA
     munet infer IMAGE_OR_FOLDER_OR_DICOMWEB_URL --bundle runs/model
     munet serve STUDIES --bundle runs/model      # MONAI Label server
@@ -67,6 +68,21 @@ def train(output_dir: str = "runs/model", dataset_dir: str = "", datalist: str =
 
     train_bundle(output_dir, dataset_dir or None, datalist or None, busi_dir or None, recipe, seed, tracking,
                  tracking_uri or None, resume, interactive=interactive, folds=folds, fold=fold, **overrides)
+
+
+def fit(bundle: str = ".", folds: Any = "") -> None:
+    """Fit ``--bundle``'s served values (class and presence temperatures, three-way presence
+    thresholds, review rule) on the held-out predictions of cross-validation bundles instead of its
+    own validation split, and write them into its configs/train.json. ``--folds``: the fold bundles,
+    comma-separated, each trained by ``munet train --folds k --fold i`` on the same data (all k
+    folds: every training and validation image predicted once, unseen). The record is
+    ``<bundle>/eval/fold_fit.json``."""
+    from munet.cli.validation_fit import fit_bundle_on_folds
+
+    roots = [Path(p.strip()) for p in (folds.split(",") if isinstance(folds, str) else folds) if str(p).strip()]
+    if not roots:
+        raise SystemExit("error: give --folds, the cross-validation bundles (comma-separated), e.g. runs/cv/fold0,runs/cv/fold1")
+    fit_bundle_on_folds(_bundle(bundle), [_bundle(str(r)) for r in roots])
 
 
 def evaluate(bundle: str = ".", dataset_dir: str = "", datalist: str = "", split: str = "test",
@@ -231,7 +247,7 @@ def demo(output_dir: str = "runs/demo", recipe: str = "demo", image_format: str 
     print(f"done: metrics in {root / 'eval' / 'metrics.json'}, predictions in {root / 'eval' / 'inference'}")
 
 
-COMMANDS = {"demo": demo, "data": data, "train": train, "evaluate": evaluate, "infer": infer, "serve": serve,
+COMMANDS = {"demo": demo, "data": data, "train": train, "fit": fit, "evaluate": evaluate, "infer": infer, "serve": serve,
             "rollback": rollback, "package": package, "verify": verify, "receive": Receive, "benchmark": benchmark}
 
 

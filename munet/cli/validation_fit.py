@@ -26,7 +26,8 @@ from munet.engines.calibration import apply_temperature, temperature_if_it_gener
 from munet.engines.presence_threshold import three_way_thresholds
 from munet.engines.review import choose_review_settings, risk_coverage
 
-__all__ = ["evaluate_split", "read_predictions", "calibrated", "fit_on_validation", "fit_on_rows", "fit_on_folds"]
+__all__ = ["evaluate_split", "read_predictions", "calibrated", "fit_on_validation", "fit_on_rows", "fit_on_folds",
+           "fit_bundle_on_folds"]
 
 
 def evaluate_split(root: Path, dataset_dir: Path, datalist: Path, split: str, out: Path, log: Optional[Path] = None,
@@ -87,6 +88,43 @@ def fit_on_folds(fold_roots: List[Path]) -> Dict[str, Any]:
     if twice:
         raise ValueError(f"images held out by more than one fold: {', '.join(twice[:5])} (bundles of different fold splits?)")
     return fit_on_rows(pooled)
+
+
+def fit_bundle_on_folds(bundle: Path, fold_roots: List[Path]) -> Dict[str, Any]:
+    """:func:`fit_on_folds` written into ``bundle``'s configs/train.json, recorded in
+    ``eval/fold_fit.json`` (which folds, what was fitted and skipped). The fold bundles' records
+    must name one split (same ``k``, each fold once); fewer than ``k`` folds is allowed and said."""
+    import json
+
+    from munet.cli.train import write_train_values
+
+    splits = []
+    for root in fold_roots:
+        record_path = Path(root) / "train_record.json"
+        fold = json.loads(record_path.read_text()).get("fold") if record_path.is_file() else None
+        if not fold:
+            raise ValueError(f"{root}: not a cross-validation bundle ({record_path} names no fold: train it with --folds and --fold)")
+        splits.append((int(fold["folds"]), int(fold["fold"])))
+    ks = sorted({k for k, _ in splits})
+    if len(ks) > 1:
+        raise ValueError(f"the fold bundles come from different splits (folds = {', '.join(map(str, ks))})")
+    numbers = [i for _, i in splits]
+    if len(set(numbers)) < len(numbers):
+        raise ValueError(f"a fold is given twice: folds {sorted(numbers)}")
+    fit = fit_on_folds(fold_roots)
+    if fit["values"]:
+        write_train_values(bundle, fit["values"])
+    record = {"folds": [str(Path(r).resolve()) for r in fold_roots], "of": ks[0], "fold_numbers": sorted(numbers), **fit}
+    (bundle / "eval").mkdir(parents=True, exist_ok=True)
+    (bundle / "eval" / "fold_fit.json").write_text(json.dumps(record, indent=1))
+    summary = fit["summary"]
+    print(f"[munet fit] {len(fold_roots)} of {ks[0]} folds, {summary['lesion_images']} lesion and {summary['normal_images']} "
+          f"normal held-out images -> {bundle / 'configs' / 'train.json'}: {json.dumps(fit['values'])}", flush=True)
+    if len(fold_roots) < ks[0]:
+        print(f"[munet fit] only {len(fold_roots)} of {ks[0]} folds: the fit rests on part of training + validation", flush=True)
+    for name, reason in fit["skipped"].items():
+        print(f"[munet fit] {name} left as it was: {reason}", flush=True)
+    return record
 
 
 def fit_on_rows(rows: List[Dict]) -> Dict[str, Any]:
