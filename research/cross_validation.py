@@ -33,9 +33,10 @@ from typing import Any, Dict, List
 import fire
 
 from munet.cli.validation_fit import calibrated, evaluate_split, fit_on_rows, read_predictions
-from munet.engines.calibration import apply_temperature
+from munet.engines.calibration import fit_logit_shift
+from munet.engines.metrics import classification_metrics
 from research.study_common import git_commit
-from research.trust_report import clopper_pearson, ece_with_floor, finite_json, measure_on_test, outcome
+from research.trust_report import class_map, clopper_pearson, ece_with_floor, finite_json, measure_on_test, outcome
 
 #: per fold, what ``train`` keeps: the name in ``--results`` and the evaluation folder it comes from
 KEPT = {"heldout.csv": "validation_fit", "test.csv": "cv_test", "normal_test.csv": "cv_normal_test"}
@@ -98,6 +99,7 @@ def cross_fitted(folders: List[Path]) -> Dict[str, Any]:
     hidden = lesion_images = marked = normal_images = 0
     before: List[float] = []
     after: List[float] = []
+    shifted: List[float] = []
     labels: List[int] = []
     per_fold = []
     for folder in folders:
@@ -114,19 +116,33 @@ def cross_fitted(folders: List[Path]) -> Dict[str, Any]:
         hidden, lesion_images = hidden + judged["called_no_lesion"], lesion_images + len(lesions)
         marked, normal_images = marked + round(judged["normal_fpr"] * len(fold_normals)), normal_images + len(fold_normals)
         before += [r["prob_malignant"] for r in lesions]
-        after += [float(p) for p in apply_temperature([r["prob_malignant"] for r in lesions], t_class)]
+        after += class_map([r["prob_malignant"] for r in lesions], values)
+        other_lesions = [r for r in others if r["lesion"] and r["class"] >= 0]
+        shift = fit_logit_shift(class_map([r["prob_malignant"] for r in other_lesions], values), [r["class"] for r in other_lesions])
+        shifted += class_map([r["prob_malignant"] for r in lesions], values, shift)
         labels += [r["class"] for r in lesions]
     low, high = clopper_pearson(hidden, lesion_images)
     return {"lesion_images": lesion_images, "called_no_lesion": hidden, "called_no_lesion_share": hidden / lesion_images,
             "called_no_lesion_ci95": [round(low, 4), round(high, 4)], "normal_images": normal_images, "normals_marked": marked,
             "normal_fpr": marked / normal_images if normal_images else None,
             "ece_malignancy_before": ece_with_floor(before, labels), "ece_malignancy_after": ece_with_floor(after, labels),
-            "folds": per_fold}
+            "ece_malignancy_logit_shift": ece_with_floor(shifted, labels), "folds": per_fold}
 
 
 def _measured(values: Dict, heldout: List[Dict], test: List[Dict], normals: List[Dict]) -> Dict[str, Any]:
     """:func:`measure_on_test` without its per-image probabilities (kept in the CSVs and reports already)."""
     return {k: v for k, v in measure_on_test(values, heldout, test, normals).items() if k != "probabilities"}
+
+
+def logit_shift_on_test(shift: float, values: Dict, test: List[Dict]) -> Dict[str, Any]:
+    """What the log-odds ``shift`` (fitted on the pooled held-out images) would do on ``test``: ECE
+    with its floor, and sensitivity, specificity and accuracy of the class call at 0.5 before and after."""
+    labels = [r["class"] for r in test]
+    served, moved = class_map([r["prob_malignant"] for r in test], values), class_map([r["prob_malignant"] for r in test], values, shift)
+    keep = ("sensitivity", "specificity", "accuracy")
+    return {"shift": shift, "ece_served": ece_with_floor(served, labels), "ece_shifted": ece_with_floor(moved, labels),
+            "served": {k: classification_metrics(served, labels)[k] for k in keep},
+            "shifted": {k: classification_metrics(moved, labels)[k] for k in keep}}
 
 
 def report(results: str = "docs/results/runs/cv_seed0", output: str = "docs/results/trust_cv_seed0.json",
@@ -143,6 +159,8 @@ def report(results: str = "docs/results/runs/cv_seed0", output: str = "docs/resu
         raise ValueError(f"{results}: {len(folders)} finished fold; the cross-fitted table needs two or more")
     heldout = pooled_heldout(folders)
     fit = fit_on_rows(heldout)
+    lesions = [r for r in heldout if r["lesion"] and r["class"] >= 0]
+    shift = fit_logit_shift(class_map([r["prob_malignant"] for r in lesions], fit["values"]), [r["class"] for r in lesions])
     per_fold = []
     for folder in folders:
         record = json.loads((folder / "train_record.json").read_text())
@@ -150,13 +168,15 @@ def report(results: str = "docs/results/runs/cv_seed0", output: str = "docs/resu
         test, normals = read_predictions(folder / "test.csv"), read_predictions(folder / "normal_test.csv")
         per_fold.append({"name": folder.name, "trained_by": record.get("code", {}).get("commit", "unknown"),
                          "trained_on": record.get("trained_on"), "train_seconds": record.get("train_seconds"),
-                         "values_own_fold": own["values"], **_measured(fit["values"], heldout, test, normals)})
+                         "values_own_fold": own["values"], **_measured(fit["values"], heldout, test, normals),
+                         "logit_shift": logit_shift_on_test(shift, fit["values"], test)})
     whole = []
     for path, label in zip(_items(apply_to), _items(labels) if labels else _items(apply_to)):
         stored = json.loads(Path(path).read_text())
         probabilities = stored["probabilities"]
         whole.append({"name": label, "report": path, "trained_by": stored.get("trained_by"),
-                      **_measured(fit["values"], heldout, probabilities["test"], probabilities["normal_test"])})
+                      **_measured(fit["values"], heldout, probabilities["test"], probabilities["normal_test"]),
+                      "logit_shift": logit_shift_on_test(shift, fit["values"], probabilities["test"])})
     out = {"evaluated_by": git_commit(), "heldout_images": len(heldout), "values": fit["values"],
            "validation": fit["summary"], "skipped": fit["skipped"], "cross_fitted": cross_fitted(folders), "folds": per_fold,
            "whole_split": whole}
@@ -174,7 +194,12 @@ def report(results: str = "docs/results/runs/cv_seed0", output: str = "docs/resu
     print(f"cross-fitted on the held-out images: called no lesion {cross['called_no_lesion']}/{cross['lesion_images']} "
           f"(95 % {cross['called_no_lesion_ci95']}), FPR on normals {cross['normal_fpr']:.3f} ({cross['normals_marked']}/"
           f"{cross['normal_images']}), ECE malignancy {cross['ece_malignancy_before']['ece']:.3f} -> "
-          f"{cross['ece_malignancy_after']['ece']:.3f}", flush=True)
+          f"{cross['ece_malignancy_after']['ece']:.3f}, with a logit shift {cross['ece_malignancy_logit_shift']['ece']:.3f}", flush=True)
+    for row in per_fold + whole:
+        moved = row["logit_shift"]
+        print(f"{row['name']}: logit shift {moved['shift']:+.2f}: ECE {moved['ece_served']['ece']:.3f} -> {moved['ece_shifted']['ece']:.3f}, "
+              f"sensitivity {moved['served']['sensitivity']:.3f} -> {moved['shifted']['sensitivity']:.3f}, specificity "
+              f"{moved['served']['specificity']:.3f} -> {moved['shifted']['specificity']:.3f}", flush=True)
     return out
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from munet.cli.train import write_train_values
 from munet.cli.validation_fit import calibrated, evaluate_split, fit_on_validation
-from munet.engines.calibration import apply_temperature, ece_if_calibrated, expected_calibration_error
+from munet.engines.calibration import apply_logit_shift, apply_temperature, ece_if_calibrated, expected_calibration_error
 from munet.engines.review import case_findings, choose_review_settings, risk_coverage
 from research.study_common import git_commit
 
@@ -125,6 +125,12 @@ def _curves(test: List[Dict], test_normals: List[Dict]) -> Tuple[Tuple[List[floa
     return malignancy, presence
 
 
+def class_map(probs: Sequence[float], values: Dict, shift: float = 0.0) -> List[float]:
+    """Malignancy probabilities under the fitted class temperature, as served (and a log-odds
+    ``shift`` after it, which is measured but not served)."""
+    return [float(p) for p in apply_logit_shift(apply_temperature(probs, values.get("class_temperature", 1.0)), shift)]
+
+
 def measure_on_test(values: Dict, validation: List[Dict], test: List[Dict], test_normals: List[Dict]) -> Dict:
     """What fitted ``values`` do on the test rows (ungated, uncalibrated predictions): ECE before and
     after with floors, the three-way outcome against no gate, the review flag and the risk-coverage
@@ -133,16 +139,17 @@ def measure_on_test(values: Dict, validation: List[Dict], test: List[Dict], test
     thresholds = (values["presence_threshold"], values["presence_uncertain_below"])
     cal_test, cal_normals = calibrated(test, t_class, t_presence), calibrated(test_normals, t_class, t_presence)
     malignancy, presence = _curves(test, test_normals)
+    malignancy_after = class_map(malignancy[0], values)
     val_lesions = calibrated([r for r in validation if r["lesion"]], t_class, t_presence)
     val_normals = calibrated([r for r in validation if not r["lesion"]], t_class, t_presence)
     return {
         "values": values,
         "ece_test": {
             "malignancy_before": expected_calibration_error(*malignancy),
-            "malignancy_after": expected_calibration_error(apply_temperature(malignancy[0], t_class), malignancy[1]),
+            "malignancy_after": expected_calibration_error(malignancy_after, malignancy[1]),
             "presence_before": expected_calibration_error(*presence),
             "presence_after": expected_calibration_error(apply_temperature(presence[0], t_presence), presence[1]),
-            "floor": {"malignancy_after": ece_with_floor(apply_temperature(malignancy[0], t_class), malignancy[1]),
+            "floor": {"malignancy_after": ece_with_floor(malignancy_after, malignancy[1]),
                       "presence_after": ece_with_floor(apply_temperature(presence[0], t_presence), presence[1])}},
         "test": {"three_way": outcome(cal_test, cal_normals, thresholds), "no_gate": outcome(test, test_normals, (None, None)),
                  "best_threshold_on_test": best_on_test(cal_test, cal_normals),
@@ -167,8 +174,8 @@ def main(bundle: str, data: str, output: str, write_values: bool = False, traine
     out.write_text(json.dumps(finite_json(report), indent=1))
     stem = out.with_suffix("")
     malignancy, presence = _curves(test, test_normals)
-    t_class, t_presence = values["class_temperature"], values["presence_temperature"]
-    reliability_png({"before": malignancy, "after": (apply_temperature(malignancy[0], t_class), malignancy[1])},
+    t_presence = values["presence_temperature"]
+    reliability_png({"before": malignancy, "after": (class_map(malignancy[0], values), malignancy[1])},
                     Path(f"{stem}_malignancy.png"), "malignancy, test split")
     reliability_png({"before": presence, "after": (apply_temperature(presence[0], t_presence), presence[1])},
                     Path(f"{stem}_presence.png"), "lesion presence, test split")

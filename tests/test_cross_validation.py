@@ -62,6 +62,10 @@ def test_the_fit_rests_on_every_held_out_image_and_each_fold_is_measured_with_it
     assert (cross["lesion_images"], cross["normal_images"]) == (120, 36)
     assert cross["called_no_lesion"] == sum(f["called_no_lesion"] for f in cross["folds"])
     assert all(f["values"] != out["values"] for f in cross["folds"])
+    assert 0 <= cross["ece_malignancy_logit_shift"]["ece"] <= 1  # measured, not served
+    moved = out["folds"][0]["logit_shift"]
+    assert moved["ece_served"]["ece"] == pytest.approx(out["folds"][0]["ece_test"]["malignancy_after"])
+    assert set(moved["shifted"]) == {"sensitivity", "specificity", "accuracy"}
     written = json.loads((tmp_path / "trust_cv.json").read_text())
     assert written["folds"][0]["test"]["three_way"]["called_no_lesion"] == out["folds"][0]["test"]["three_way"]["called_no_lesion"]
     assert out["whole_split"][0]["name"] == "seed 5" and out["whole_split"][0]["values"] == out["values"]
