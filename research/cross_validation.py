@@ -26,7 +26,6 @@ the test split's 110, where a 2 % share and an ECE of 0.05 can be told apart fro
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -59,12 +58,20 @@ def train(busi_dir: str, runs: str = "runs/cv", results: str = "docs/results/run
             evaluate_split(root, data, data / "datalist.json", split, root / "eval" / folder)
         kept = out / f"fold{fold}"
         kept.mkdir(parents=True, exist_ok=True)
-        for name, folder in KEPT.items():
-            shutil.copyfile(root / "eval" / folder / "per_case.csv", kept / name)
-        record = json.loads((root / "train_record.json").read_text())
-        record["bundle"] = f"fold{fold}"  # not this machine's path
-        (kept / "train_record.json").write_text(json.dumps(record, indent=1))
+        keep_fold(root, kept, busi_dir)
         print(f"[cross_validation] fold {fold}: predictions kept in {kept}", flush=True)
+
+
+def keep_fold(root: Path, kept: Path, busi_dir: str) -> None:
+    """Copy a fold bundle's predictions and record into ``kept``, with image paths relative to the
+    BUSI folder and the bundle's own paths reduced to its name (records must not hold this machine's paths)."""
+    base = str(Path(busi_dir).resolve()) + "/"
+    for name, folder in KEPT.items():
+        text = (root / "eval" / folder / "per_case.csv").read_text()
+        (kept / name).write_text(text.replace(base, ""))
+    record = json.loads((root / "train_record.json").read_text())
+    record["bundle"], record["datalist"] = root.name, Path(record.get("datalist", "")).name
+    (kept / "train_record.json").write_text(json.dumps(record, indent=1))
 
 
 def fold_folders(results: Path) -> List[Path]:
