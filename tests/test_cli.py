@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bundle_helpers import REPO_ROOT, TINY, make_tiny_dataset
 
-COMMANDS = ("demo", "data", "train", "evaluate", "infer", "serve", "rollback", "package", "verify", "receive", "benchmark")
+COMMANDS = ("demo", "data", "train", "fit", "evaluate", "infer", "serve", "rollback", "package", "verify", "receive", "benchmark")
 
 
 def _munet(*args: str, cwd: Path = REPO_ROOT, timeout: float = 600) -> subprocess.CompletedProcess:
