@@ -31,7 +31,7 @@ from typing import Any, Dict, List
 
 import fire
 
-from munet.cli.validation_fit import calibrated, evaluate_split, fit_on_rows, read_predictions
+from munet.cli.validation_fit import calibrated, evaluate_split, fit_on_rows, pooled_predictions, read_predictions
 from munet.engines.calibration import fit_logit_shift
 from munet.engines.metrics import classification_metrics
 from research.study_common import git_commit
@@ -88,14 +88,7 @@ def fold_folders(results: Path) -> List[Path]:
 
 def pooled_heldout(folders: List[Path]) -> List[Dict]:
     """Every fold's held-out predictions; raises ValueError when an image is held out twice."""
-    rows: List[Dict] = []
-    for folder in folders:
-        rows += read_predictions(folder / "heldout.csv")
-    names = [r["image"] for r in rows]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ValueError(f"images held out by more than one fold: {', '.join(twice[:5])}")
-    return rows
+    return pooled_predictions([folder / "heldout.csv" for folder in folders])
 
 
 def cross_fitted(folders: List[Path]) -> Dict[str, Any]:

@@ -18,6 +18,7 @@ the values it cannot fit as they are, and says so.
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -27,7 +28,7 @@ from munet.engines.presence_threshold import three_way_thresholds
 from munet.engines.review import choose_review_settings, risk_coverage
 
 __all__ = ["evaluate_split", "read_predictions", "calibrated", "fit_on_validation", "fit_on_rows", "fit_on_folds",
-           "fit_bundle_on_folds"]
+           "pooled_predictions", "fit_bundle_on_folds"]
 
 
 def evaluate_split(root: Path, dataset_dir: Path, datalist: Path, split: str, out: Path, log: Optional[Path] = None,
@@ -75,19 +76,28 @@ def fit_on_folds(fold_roots: List[Path]) -> Dict[str, Any]:
     by ``munet train --folds k --fold i``, whose validation fit predicted its held-out fold).
 
     Raises ValueError when a bundle has no such predictions or an image is held out twice."""
-    pooled: List[Dict] = []
-    names: List[str] = []
+    tables = []
     for root in fold_roots:
         table = Path(root) / "eval" / "validation_fit" / "per_case.csv"
         if not table.is_file():
             raise ValueError(f"{root}: no out-of-fold predictions ({table} is missing: was it trained with --folds and --fold?)")
+        tables.append(table)
+    return fit_on_rows(pooled_predictions(tables))
+
+
+def pooled_predictions(tables: List[Path]) -> List[Dict]:
+    """The rows of held-out ``per_case.csv`` tables together; raises ValueError when an image is in two."""
+    pooled: List[Dict] = []
+    names: List[str] = []
+    for table in tables:
         pooled += read_predictions(table)
         with open(table, newline="") as stream:
             names += [row["image"] for row in csv.DictReader(stream)]  # full paths: DICOM folders repeat file names
-    twice = sorted({n for n in names if names.count(n) > 1})
+    seen = Counter(names)
+    twice = sorted(n for n, count in seen.items() if count > 1)
     if twice:
         raise ValueError(f"images held out by more than one fold: {', '.join(twice[:5])} (bundles of different fold splits?)")
-    return fit_on_rows(pooled)
+    return pooled
 
 
 def fit_bundle_on_folds(bundle: Path, fold_roots: List[Path]) -> Dict[str, Any]:
